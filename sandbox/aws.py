@@ -1,0 +1,34 @@
+"""Boto3 clients for the sandbox, always through the endpoint guard."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from sandbox import settings
+
+
+class Aws:
+    """One checked endpoint, one session, clients made once each."""
+
+    def __init__(self, endpoint_url: str | None = None) -> None:
+        settings.apply_client_defaults()
+        self.endpoint_url = settings.check_endpoint(endpoint_url or settings.endpoint())
+        self.session = boto3.session.Session()
+        self.region = self.session.region_name or settings.DEFAULT_REGION
+        self._config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
+        self._clients: dict[str, Any] = {}
+
+    def client(self, service: str) -> Any:
+        if service not in self._clients:
+            self._clients[service] = self.session.client(
+                service, endpoint_url=self.endpoint_url, region_name=self.region, config=self._config
+            )
+        return self._clients[service]
+
+    @functools.cached_property
+    def account_id(self) -> str:
+        return self.client("sts").get_caller_identity()["Account"]

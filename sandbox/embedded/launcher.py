@@ -1,0 +1,173 @@
+"""Start, find and stop LocalStack running on the host (the embedded mode).
+
+Everything the sandbox starts (LocalStack, DynamoDB Local, kinesis-mock, Lambda processes)
+inherits SANDBOX_INSTANCE=<token>; `stop()` ends the process group and then sweeps for any
+process still carrying the token, so `make down` leaves nothing of ours behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from sandbox import settings
+from sandbox.embedded import dynamodb_local
+from sandbox.health import port_in_use, wait_healthy
+
+STATE_FILE = settings.STATE_DIR / "embedded.json"
+LOG_FILE = settings.STATE_DIR / "localstack.log"
+LOCALSTACK_ROOT = settings.STATE_DIR / "localstack"
+EXECUTOR_NAME = "local-process"
+
+
+@dataclass
+class Running:
+    pid: int
+    instance: str
+    port: int
+    log: str
+    started_at: float
+
+
+def localstack_environment(port: int, instance: str) -> dict[str, str]:
+    """LocalStack's settings in embedded mode; the user's own environment wins where set."""
+    env = {
+        "GATEWAY_LISTEN": f"127.0.0.1:{port}",
+        "DNS_ADDRESS": "0",  # LocalStack's DNS server would bind port 53 on every interface
+        "DISABLE_EVENTS": "1",  # no analytics: the machine may be offline
+        "SKIP_SSL_CERT_DOWNLOAD": "1",  # offline too: use a self-signed certificate
+        "OVERRIDE_IN_DOCKER": "0",  # some hosts have /.dockerenv; we want host paths
+        "FILESYSTEM_ROOT": str(LOCALSTACK_ROOT),
+        "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR_NAME,
+        **event_source_mapping_tuning(),
+    }
+    merged = {**env, **{k: v for k, v in os.environ.items() if k in env and k != "GATEWAY_LISTEN"}}
+    return {**os.environ, **merged, "SANDBOX_INSTANCE": instance}
+
+
+def event_source_mapping_tuning() -> dict[str, str]:
+    """LocalStack's pollers wait 1 s after every batch and back off up to 10 s on an empty
+    queue, so 200 SQS messages take ~25 s; poll again at once while there is work, and keep
+    the idle wait short."""
+    return {
+        "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
+        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.5",
+        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC": "5",
+    }
+
+
+def running() -> Running | None:
+    """The embedded sandbox this checkout started, if its process is still alive."""
+    try:
+        state = Running(**json.loads(STATE_FILE.read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return None
+    return state if _alive(state.pid) else None
+
+
+def start(port: int, timeout: float = 90) -> Running:
+    """Start LocalStack on 127.0.0.1:`port` unless ours already runs there."""
+    current = running()
+    if current:
+        return current
+    if port_in_use(port):
+        raise dynamodb_local.SetupError(
+            f"Port {port} is already in use by a process this sandbox did not start. Nothing was "
+            "started. Stop that process (a LocalStack container? `docker ps`), or use it with "
+            f"SANDBOX_MODE=external AWS_ENDPOINT_URL=http://localhost:{port}."
+        )
+    settings.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    var_libs = LOCALSTACK_ROOT / "var" / "lib" / "localstack" / "lib"
+    dynamodb_local.install_for_localstack(var_libs, settings.CACHE_DIR)
+
+    instance = uuid.uuid4().hex
+    log = LOG_FILE.open("ab")
+    log.write(f"\n===== sandbox start {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
+    log.flush()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sandbox.embedded.entry"],
+        env=localstack_environment(port, instance),
+        cwd=settings.PROJECT_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: `stop()` signals all of it at once
+    )
+    state = Running(process.pid, instance, port, str(LOG_FILE), time.time())
+    STATE_FILE.write_text(json.dumps(asdict(state)))
+    try:
+        wait_healthy(
+            f"http://127.0.0.1:{port}",
+            timeout=timeout,
+            still_starting=lambda: process.poll() is None,
+        )
+    except Exception:
+        stop()
+        raise
+    return state
+
+
+def stop(grace: float = 10) -> int:
+    """Stop the embedded sandbox and everything it started; return how many processes ended."""
+    try:
+        state = Running(**json.loads(STATE_FILE.read_text()))
+    except (FileNotFoundError, ValueError, TypeError):
+        return 0
+    ours = processes_of(state.instance)
+    _signal_group(state.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and processes_of(state.instance):
+        time.sleep(0.2)
+    for pid in processes_of(state.instance):
+        _kill(pid, signal.SIGKILL)
+    STATE_FILE.unlink(missing_ok=True)
+    return len(ours)
+
+
+def processes_of(instance: str) -> list[int]:
+    """Pids of live processes whose environment carries this sandbox instance token."""
+    marker = f"SANDBOX_INSTANCE={instance}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "environ").read_bytes().split(b"\0") and _alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie has exited; it only waits to be reaped
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

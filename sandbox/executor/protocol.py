@@ -1,0 +1,132 @@
+"""What the executor (inside LocalStack) and a runtime process say to each other.
+
+One JSON object per line. The executor writes requests to the runtime's stdin; the runtime
+writes messages to the file descriptor named by SANDBOX_RUNTIME_FD:
+
+    runtime -> executor   {"type": "ready"}
+                          {"type": "init_error", "error": {...Lambda error shape...}}
+                          {"type": "log", "data": "one line\\n"}
+                          {"type": "result", "request_id": ..., "ok": true, "payload": "<json>"}
+                          {"type": "result", "request_id": ..., "ok": false, "error": {...}}
+    executor -> runtime   {"request_id", "invoked_function_arn", "payload", "deadline_ms", "trace_id"}
+
+Everything here is pure: the unit tests call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from datetime import UTC, datetime
+from typing import Any
+
+RUNTIME_FD_ENV = "SANDBOX_RUNTIME_FD"
+
+# Variables a runtime process gets from the host besides those LocalStack passes; the rest
+# of LocalStack's own environment stays out, as it would in a Lambda sandbox.
+HOST_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "SANDBOX_INSTANCE", "SYSTEMROOT", "TMPDIR")
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return (json.dumps(message, separators=(",", ":")) + "\n").encode()
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    message = json.loads(line)
+    if not isinstance(message, dict) or "type" not in message and "request_id" not in message:
+        raise ValueError(f"not a runtime protocol message: {line[:200]!r}")
+    return message
+
+
+def runtime_environment(
+    lambda_env: dict[str, Any], code_dir: str, runtime_fd: int, host_env: dict[str, str]
+) -> dict[str, str]:
+    """The environment of a runtime process: what LocalStack passes (as strings), the task
+    root pointing at the function's code on this host, and a few host basics."""
+    env = {key: host_env[key] for key in HOST_VARIABLES if key in host_env}
+    env.update({key: str(value) for key, value in lambda_env.items() if value is not None})
+    env["LAMBDA_TASK_ROOT"] = code_dir
+    env[RUNTIME_FD_ENV] = str(runtime_fd)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def invoke_request(
+    payload: dict[str, str], timeout_s: float, now_ms: float
+) -> dict[str, Any]:
+    """Turn LocalStack's invoke payload into the runtime's request, with its deadline."""
+    return {
+        "request_id": payload["invoke-id"],
+        "invoked_function_arn": payload["invoked-function-arn"],
+        "payload": payload["payload"],
+        "trace_id": payload.get("trace-id"),
+        "deadline_ms": int(now_ms + timeout_s * 1000),
+    }
+
+
+def error_shape(error_type: str, message: str, stack: list[str] | None = None) -> dict[str, Any]:
+    """Lambda's error document, as the Invoke API returns it in the payload."""
+    shape: dict[str, Any] = {"errorMessage": message, "errorType": error_type}
+    if stack is not None:
+        shape["stackTrace"] = stack
+    return shape
+
+
+def timeout_error(request_id: str, timeout_s: float) -> dict[str, Any]:
+    return error_shape(
+        "Sandbox.Timedout",
+        f"RequestId: {request_id} Error: Task timed out after {timeout_s:.2f} seconds",
+    )
+
+
+def exit_error(request_id: str, returncode: int | None) -> dict[str, Any]:
+    how = f"signal: {-returncode}" if returncode and returncode < 0 else f"exit status {returncode}"
+    return error_shape("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {how}")
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def start_line(request_id: str, version: str) -> str:
+    return f"START RequestId: {request_id} Version: {version}\n"
+
+
+def end_lines(request_id: str, duration_ms: float, memory_mb: int, init_ms: float | None) -> str:
+    """END and REPORT lines, as Lambda writes them after every invocation."""
+    report = (
+        f"REPORT RequestId: {request_id}\tDuration: {duration_ms:.2f} ms\t"
+        f"Billed Duration: {max(1, math.ceil(duration_ms))} ms\tMemory Size: {memory_mb} MB\t"
+        f"Max Memory Used: {memory_mb} MB"
+    )
+    if init_ms is not None:
+        report += f"\tInit Duration: {init_ms:.2f} ms"
+    return f"END RequestId: {request_id}\n{report}\n"
+
+
+def runtime_family(runtime: str | None) -> str:
+    """`python` or `nodejs` for the runtimes this executor runs; raise for any other."""
+    for family in ("python", "nodejs"):
+        if runtime and runtime.startswith(family):
+            return family
+    raise ValueError(
+        f"The local-process Lambda executor runs Python and Node.js functions, not {runtime!r}. "
+        "Use a python3.x or nodejs runtime, or run the sandbox with Docker (SANDBOX_MODE=docker)."
+    )
+
+
+def is_hot_reload_change(previous: float | None, current: float) -> bool:
+    return previous is not None and current != previous
+
+
+def newest_mtime(root: str) -> float:
+    """The newest modification time under `root` (hot-reloaded code changes when it moves)."""
+    newest = 0.0
+    for folder, _dirs, files in os.walk(root):
+        for name in files:
+            try:
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
+            except OSError:
+                continue
+    return newest
