@@ -25,7 +25,10 @@ class Aws:
     def client(self, service: str) -> Any:
         if service not in self._clients:
             self._clients[service] = self.session.client(
-                service, endpoint_url=self.endpoint_url, region_name=self.region, config=self._config
+                service,
+                endpoint_url=self.endpoint_url,
+                region_name=self.region,
+                config=self._config,
             )
         return self._clients[service]
 

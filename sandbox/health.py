@@ -61,8 +61,13 @@ def wait_healthy(
                 f"LocalStack exited while starting. See the log: `make logs` (or {endpoint})."
             )
         if now > deadline:
-            raise NotHealthyError(f"LocalStack at {endpoint} was not healthy within {timeout:.0f} s.")
+            raise NotHealthyError(
+                f"LocalStack at {endpoint} was not healthy within {timeout:.0f} s."
+            )
         if now - last_report >= 2:
-            print(f"  waiting for LocalStack at {endpoint} ({now - started:.0f} s)...", file=sys.stderr)
+            print(
+                f"  waiting for LocalStack at {endpoint} ({now - started:.0f} s)...",
+                file=sys.stderr,
+            )
             last_report = now
         time.sleep(interval)

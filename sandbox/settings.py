@@ -19,9 +19,7 @@ LOCAL_HOSTNAMES = ("localhost", "localhost.localstack.cloud")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR", PROJECT_ROOT / ".sandbox"))
-CACHE_DIR = Path(
-    os.environ.get("SANDBOX_CACHE_DIR", Path.home() / ".cache" / "serverless-sandbox")
-)
+CACHE_DIR = Path(os.environ.get("SANDBOX_CACHE_DIR", Path.home() / ".cache" / "serverless-sandbox"))
 
 
 class RemoteEndpointError(RuntimeError):
@@ -66,7 +64,8 @@ def client_defaults(environ: dict[str, str]) -> dict[str, str]:
     """Settings to add so clients work against the sandbox: only those the user has not set."""
     added: dict[str, str] = {}
     has_credentials = any(
-        environ.get(key) for key in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE")
+        environ.get(key)
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE", "AWS_SHARED_CREDENTIALS_FILE")
     )
     if not has_credentials:
         added["AWS_ACCESS_KEY_ID"] = "test"

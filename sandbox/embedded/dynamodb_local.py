@@ -30,12 +30,15 @@ def find_java_home() -> Path:
     if not java:
         raise SetupError(
             "Java is not installed, and DynamoDB Local needs it. Install OpenJDK 17 or newer "
-            "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless; macOS: brew install openjdk@17)."
+            "(Debian/Ubuntu: apt-get install openjdk-17-jre-headless; "
+            "macOS: brew install openjdk@17)."
         )
     out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
     match = re.search(r'version "(\d+)', out)
     if not match or int(match.group(1)) < MIN_JAVA:
-        raise SetupError(f"DynamoDB Local needs Java {MIN_JAVA}+, but `java -version` says: {out!r}")
+        raise SetupError(
+            f"DynamoDB Local needs Java {MIN_JAVA}+, but `java -version` says: {out!r}"
+        )
     return Path(java).resolve().parent.parent
 
 

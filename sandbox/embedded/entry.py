@@ -23,9 +23,8 @@ def _start_dynamodb_local_without_agent() -> None:
 def _bind_gateway_to_its_host() -> None:
     """LocalStack's Twisted gateway listens on every interface whatever GATEWAY_LISTEN's host
     says; the sandbox must only be reachable from this machine."""
-    from twisted.internet import endpoints
-
     from localstack import config
+    from twisted.internet import endpoints
 
     hosts = {listen.port: listen.host for listen in config.GATEWAY_LISTEN}
     original = endpoints.TCP4ServerEndpoint

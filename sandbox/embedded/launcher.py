@@ -46,20 +46,23 @@ def localstack_environment(port: int, instance: str) -> dict[str, str]:
         "OVERRIDE_IN_DOCKER": "0",  # some hosts have /.dockerenv; we want host paths
         "FILESYSTEM_ROOT": str(LOCALSTACK_ROOT),
         "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR_NAME,
-        **event_source_mapping_tuning(),
+        **speed_settings(),
     }
     merged = {**env, **{k: v for k, v in os.environ.items() if k in env and k != "GATEWAY_LISTEN"}}
     return {**os.environ, **merged, "SANDBOX_INSTANCE": instance}
 
 
-def event_source_mapping_tuning() -> dict[str, str]:
-    """LocalStack's pollers wait 1 s after every batch and back off up to 10 s on an empty
-    queue, so 200 SQS messages take ~25 s; poll again at once while there is work, and keep
-    the idle wait short."""
+def speed_settings() -> dict[str, str]:
+    """Settings that keep the sandbox quick; docker-compose.yml sets the same values.
+
+    LocalStack's pollers wait 1 s after every batch and back off up to 10 s on an empty queue
+    (200 SQS messages took ~25 s): poll again at once while there is work, keep the idle wait
+    short. Async Lambda retries wait 1 s (then 2 s) instead of AWS's minute."""
     return {
         "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
         "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.5",
         "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC": "5",
+        "LAMBDA_RETRY_BASE_DELAY": "1",
     }
 
 

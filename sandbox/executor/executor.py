@@ -68,7 +68,9 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         self._process = subprocess.Popen(
             RUNTIMES[family](),
             stdin=subprocess.PIPE,
-            env=protocol.runtime_environment(self._lambda_env, code_dir, write_fd, dict(os.environ)),
+            env=protocol.runtime_environment(
+                self._lambda_env, code_dir, write_fd, dict(os.environ)
+            ),
             cwd=code_dir,
             pass_fds=(write_fd,),
         )
@@ -80,14 +82,21 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
             name=f"lambda-runtime-{self.id}",
             daemon=True,
         ).start()
-        init_logs = []
+        deadline = time.monotonic() + config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT
         while True:
-            message = self._messages.get(timeout=config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT)
-            if message["type"] == "log":
-                init_logs.append(message["data"])
-                continue
-            break
-        self._recent_logs.extend(init_logs)
+            try:
+                message = self._messages.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                message = {
+                    "type": "init_error",
+                    "error": protocol.error_shape(
+                        "Runtime.InitTimeout",
+                        f"Init did not finish within {config.LAMBDA_RUNTIME_ENVIRONMENT_TIMEOUT} s",
+                    ),
+                }
+            if message["type"] != "log":
+                break
+            self._recent_logs.append(message["data"])
         if message["type"] != "ready":
             error = message.get("error") or protocol.exit_error("init", message.get("returncode"))
             self._end_process()
@@ -130,9 +139,7 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
                 message = self._messages.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 self._end_process()
-                logs.append(
-                    f"{protocol.timestamp()} {request_id} Task timed out after {timeout_s:.2f} seconds\n"
-                )
+                logs.append(protocol.timeout_log_line(request_id, timeout_s))
                 outcome = {"ok": False, "error": protocol.timeout_error(request_id, timeout_s)}
                 break
             if message["type"] == "log":
@@ -142,7 +149,10 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
                 break
             elif message["type"] == "exit":
                 self._process = None
-                outcome = {"ok": False, "error": protocol.exit_error(request_id, message["returncode"])}
+                outcome = {
+                    "ok": False,
+                    "error": protocol.exit_error(request_id, message["returncode"]),
+                }
                 break
 
         duration_ms = (time.perf_counter() - started) * 1000
@@ -160,7 +170,9 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
             return True
         if self._code_mtime is None:
             return False
-        return protocol.is_hot_reload_change(self._code_mtime, protocol.newest_mtime(self._code_dir()))
+        return protocol.is_hot_reload_change(
+            self._code_mtime, protocol.newest_mtime(self._code_dir())
+        )
 
     # -- addresses LocalStack asks for --------------------------------------------------
     def get_address(self) -> str:

@@ -8,7 +8,8 @@ writes messages to the file descriptor named by SANDBOX_RUNTIME_FD:
                           {"type": "log", "data": "one line\\n"}
                           {"type": "result", "request_id": ..., "ok": true, "payload": "<json>"}
                           {"type": "result", "request_id": ..., "ok": false, "error": {...}}
-    executor -> runtime   {"request_id", "invoked_function_arn", "payload", "deadline_ms", "trace_id"}
+    executor -> runtime   {"request_id", "invoked_function_arn", "payload", "deadline_ms",
+                           "trace_id"}
 
 Everything here is pure: the unit tests call it directly.
 """
@@ -52,9 +53,7 @@ def runtime_environment(
     return env
 
 
-def invoke_request(
-    payload: dict[str, str], timeout_s: float, now_ms: float
-) -> dict[str, Any]:
+def invoke_request(payload: dict[str, str], timeout_s: float, now_ms: float) -> dict[str, Any]:
     """Turn LocalStack's invoke payload into the runtime's request, with its deadline."""
     return {
         "request_id": payload["invoke-id"],
@@ -80,9 +79,15 @@ def timeout_error(request_id: str, timeout_s: float) -> dict[str, Any]:
     )
 
 
+def timeout_log_line(request_id: str, timeout_s: float) -> str:
+    return f"{timestamp()} {request_id} Task timed out after {timeout_s:.2f} seconds\n"
+
+
 def exit_error(request_id: str, returncode: int | None) -> dict[str, Any]:
     how = f"signal: {-returncode}" if returncode and returncode < 0 else f"exit status {returncode}"
-    return error_shape("Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {how}")
+    return error_shape(
+        "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {how}"
+    )
 
 
 def timestamp() -> str:

@@ -65,7 +65,8 @@ class LambdaContext:
         self.invoked_function_arn = invoked_function_arn
         self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
         self.function_version = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-        self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        # a string, as in Lambda's own runtime (awslambdaric)
+        self.memory_limit_in_mb = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         self.log_group_name = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME", "")
         self.log_stream_name = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME", "")
         self.identity = None
@@ -109,15 +110,28 @@ def describe(error: BaseException) -> dict[str, Any]:
 
 
 def load_handler(spec: str) -> Any:
+    """Import the handler's module (Lambda's init phase). An error raised by the module's own
+    code propagates with its own type, as on Lambda."""
     module_name, _, function_name = spec.rpartition(".")
+    if not module_name or not function_name:
+        raise InitError(
+            "Runtime.MalformedHandlerName", f"Bad handler '{spec}': use module.function"
+        )
     try:
         module = importlib.import_module(module_name.replace("/", "."))
-    except Exception as error:
-        raise InitError("Runtime.ImportModuleError", f"Unable to import module '{module_name}': {error}")
+    except ImportError as error:
+        raise InitError(
+            "Runtime.ImportModuleError", f"Unable to import module '{module_name}': {error}"
+        ) from error
+    except SyntaxError as error:
+        raise InitError(
+            "Runtime.UserCodeSyntaxError", f"Syntax error in module '{module_name}': {error}"
+        ) from error
     handler = getattr(module, function_name, None)
     if not callable(handler):
         raise InitError(
-            "Runtime.HandlerNotFound", f"Handler '{function_name}' missing on module '{module_name}'"
+            "Runtime.HandlerNotFound",
+            f"Handler '{function_name}' missing on module '{module_name}'",
         )
     return handler
 
@@ -133,6 +147,8 @@ def invoke(handler: Any, request: dict[str, Any], request_ids: _RequestIdFilter)
     request_ids.request_id = request_id
     if request.get("trace_id"):
         os.environ["_X_AMZN_TRACE_ID"] = request["trace_id"]
+    else:
+        os.environ.pop("_X_AMZN_TRACE_ID", None)
     context = LambdaContext(request_id, request["invoked_function_arn"], request["deadline_ms"])
     try:
         event = json.loads(request["payload"]) if request["payload"] else {}
@@ -140,12 +156,19 @@ def invoke(handler: Any, request: dict[str, Any], request_ids: _RequestIdFilter)
         try:
             payload = json.dumps(result)
         except (TypeError, ValueError) as error:
-            return {"ok": False, "error": error_shape("Runtime.MarshalError", f"Unable to marshal response: {error}")}
+            return {
+                "ok": False,
+                "error": error_shape(
+                    "Runtime.MarshalError", f"Unable to marshal response: {error}"
+                ),
+            }
         return {"ok": True, "payload": payload}
     except Exception as error:
         shape = describe(error)
         print(f"[ERROR] {shape['errorType']}: {shape['errorMessage']}", file=sys.stderr)
-        print("Traceback (most recent call last):\n" + "".join(shape["stackTrace"]), file=sys.stderr)
+        print(
+            "Traceback (most recent call last):\n" + "".join(shape["stackTrace"]), file=sys.stderr
+        )
         return {"ok": False, "error": shape}
 
 

@@ -1,0 +1,79 @@
+# The sandbox's commands. Everything runs from the project's own venv (.venv), which the
+# first command creates: Python 3.13+ and the pinned dependencies in constraints.txt.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+P ?=
+
+# LocalStack 4.14 imports code that needs Python 3.13 (threading.Lock as a type).
+define find_python
+for c in python3.14 python3.13 python3 $$HOME/.pyenv/versions/3.1[3-9]*/bin/python3 \
+         /usr/local/bin/python3.1[3-9] /opt/homebrew/bin/python3.1[3-9]; do \
+  p=$$(command -v "$$c" 2>/dev/null) || continue; \
+  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null && { echo "$$p"; exit 0; }; \
+done; exit 1
+endef
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(PY):
+	@py=$$($(find_python)) || { echo "error: the sandbox needs Python 3.13 or newer, and none was found." \
+	  "Install it (pyenv install 3.13, apt-get install python3.13, brew install python@3.13), then run make again." >&2; exit 1; }; \
+	echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV)
+
+$(STAMP): pyproject.toml constraints.txt | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $@
+
+deps: $(STAMP) ## Create the venv and install the pinned dependencies
+
+up: deps ## Start the sandbox (Docker if an engine answers, else embedded) and provision every pattern
+	@$(PY) -m sandbox up
+
+down: ## Stop what `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m sandbox down; else echo "nothing to stop (no venv)"; fi
+
+status: deps ## Show mode, health and what is provisioned
+	@$(PY) -m sandbox status
+
+logs: deps ## Show the sandbox's log (make logs F=1 to follow)
+	@$(PY) -m sandbox logs $(if $(F),-f)
+
+list: deps ## List the patterns
+	@$(PY) -m sandbox list
+
+bootstrap: deps ## Provision all patterns, or one: make bootstrap P=<slug>
+	@$(PY) -m sandbox bootstrap $(or $(P),all)
+
+scenario: deps ## Run one pattern's scenario: make scenario P=<slug>
+	@if [ -z "$(P)" ]; then echo "usage: make scenario P=<slug>   (make list shows the slugs)" >&2; exit 2; fi
+	@$(PY) -m sandbox scenario $(P)
+
+scenarios: deps ## Run every scenario
+	@$(PY) -m sandbox scenario all
+
+test: deps ## Run all tests: unit, and integration against the sandbox (started if none runs)
+	@$(PY) -m pytest
+
+unit: deps ## Run the unit tests only (no sandbox needed)
+	@$(PY) -m pytest tests/unit
+
+bench: deps ## Print performance figures (embedded mode)
+	@$(PY) -m sandbox bench
+
+lint: deps ## ruff and mypy
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy sandbox
+
+lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
+	@{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
+	@mv constraints.txt.new constraints.txt
+
+clean: down ## Remove the venv and the sandbox's state (keeps the DynamoDB Local cache)
+	rm -rf $(VENV) .sandbox
+
+.PHONY: help deps up down status logs list bootstrap scenario scenarios test unit bench lint lock clean

@@ -1,0 +1,162 @@
+"""What every scenario is made of: named steps, checks that say expected versus seen, waits
+on conditions with deadlines (never fixed sleeps), and a record of it all with timings.
+
+A scenario prints a readable account as it goes (it doubles as a demo), and its record is
+written to .sandbox/reports/<slug>.json for later reports.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, TextIO, TypeVar
+
+T = TypeVar("T")
+
+
+class ScenarioFailed(AssertionError):
+    """A check did not hold: says what was expected and what was seen."""
+
+
+class WaitTimedOut(ScenarioFailed):
+    """A condition did not hold before its deadline."""
+
+
+def unique_name(prefix: str) -> str:
+    """`prefix-1a2b3c4d`: a name no earlier run used."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def await_value(
+    probe: Callable[[], T],
+    *,
+    until: Callable[[T], bool] = bool,
+    timeout: float = 20,
+    interval: float = 0.2,
+    waiting_for: str = "condition",
+) -> T:
+    """Call `probe` every `interval` s until `until(value)` holds; return that value. After
+    `timeout` s raise WaitTimedOut with the last value seen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if until(value):
+            return value
+        if time.monotonic() >= deadline:
+            raise WaitTimedOut(f"Waited {timeout:g} s for {waiting_for}; last saw: {_short(value)}")
+        time.sleep(interval)
+
+
+def await_count(
+    probe: Callable[[], int], expected: int, *, timeout: float = 20, waiting_for: str = "items"
+) -> int:
+    """Wait until `probe()` returns at least `expected`; return the final count."""
+    return await_value(
+        probe,
+        until=lambda n: n >= expected,
+        timeout=timeout,
+        waiting_for=f"{expected} {waiting_for}",
+    )
+
+
+def holds_for(
+    probe: Callable[[], T], *, until: Callable[[T], bool], duration: float, interval: float = 0.2
+) -> T:
+    """Check that `until(probe())` stays true for `duration` s (e.g. "nothing else arrives");
+    return the last value, or raise ScenarioFailed as soon as it stops holding."""
+    deadline = time.monotonic() + duration
+    while True:
+        value = probe()
+        if not until(value):
+            raise ScenarioFailed(f"Expected this to keep holding, but it changed: {_short(value)}")
+        if time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+@dataclass
+class Step:
+    title: str
+    seconds: float = 0.0
+    ok: bool = True
+    checks: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class Scenario:
+    """One run of a pattern's scenario: steps, checks and notes, printed as they happen."""
+
+    def __init__(self, slug: str, out: TextIO = sys.stdout) -> None:
+        self.slug = slug
+        self.out = out
+        self.steps: list[Step] = []
+        self.started = time.monotonic()
+        self.finished: float | None = None
+
+    @contextmanager
+    def step(self, title: str) -> Iterator[Step]:
+        record = Step(title)
+        self.steps.append(record)
+        self._print(f"\n▸ {title}")
+        began = time.monotonic()
+        try:
+            yield record
+        except Exception as error:
+            record.ok = False
+            record.error = f"{type(error).__name__}: {error}"
+            self._print(f"  ✗ {error}")
+            raise
+        finally:
+            record.seconds = round(time.monotonic() - began, 3)
+
+    def check(self, what: str, *, expected: Any, seen: Any) -> None:
+        """Pass when seen == expected; otherwise fail saying both."""
+        self.check_that(what, seen == expected, expected=expected, seen=seen)
+
+    def check_that(self, what: str, holds: bool, *, expected: Any, seen: Any) -> None:
+        """Pass when `holds`; the message carries what was expected and what was seen."""
+        if not holds:
+            raise ScenarioFailed(f"{what}: expected {_short(expected)}, saw {_short(seen)}")
+        line = f"{what}: {_short(seen)}"
+        if self.steps:
+            self.steps[-1].checks.append(line)
+        self._print(f"  ✓ {line}")
+
+    def note(self, text: str) -> None:
+        self._print(f"  · {text}")
+
+    @property
+    def ok(self) -> bool:
+        return self.finished is not None and all(step.ok for step in self.steps)
+
+    def finish(self) -> None:
+        self.finished = time.monotonic()
+
+    def report(self) -> dict[str, Any]:
+        end = self.finished or time.monotonic()
+        return {
+            "slug": self.slug,
+            "ok": self.ok,
+            "seconds": round(end - self.started, 3),
+            "steps": [asdict(step) for step in self.steps],
+        }
+
+    def save(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.slug}.json"
+        path.write_text(json.dumps(self.report(), indent=2))
+        return path
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+
+def _short(value: Any, limit: int = 300) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,129 @@
+"""The catalogue of patterns, and running their bootstraps and scenarios.
+
+A pattern with slug `scheduled-ingest` has, under the module name `scheduled_ingest`:
+  docs/patterns/scheduled_ingest.json   metadata (title, description, services, source)
+  docs/patterns/scheduled_ingest.md     its page: How it works, Run, Expected, Cleanup
+  bootstrap/scheduled_ingest.py         provision(aws) -> a record of what it made
+  handlers/scheduled_ingest/            Lambda code
+  state_machines/scheduled_ingest*.json ASL, where it uses Step Functions
+  scenarios/scheduled_ingest.py         run(aws, resources, scenario): drives and checks it
+  tests/unit/test_scheduled_ingest.py   its pure logic
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import traceback
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from sandbox import settings
+from sandbox.aws import Aws
+from sandbox.harness import Scenario
+
+ROOT = settings.PROJECT_ROOT
+REPORTS_DIR = settings.STATE_DIR / "reports"
+
+
+class UnknownPattern(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Pattern:
+    slug: str
+    title: str
+    description: str
+    services: tuple[str, ...]
+    source: str
+
+    @property
+    def module_name(self) -> str:
+        return self.slug.replace("-", "_")
+
+    @property
+    def page(self) -> Path:
+        return ROOT / "docs" / "patterns" / f"{self.module_name}.md"
+
+    @cached_property
+    def bootstrap(self) -> ModuleType:
+        return _load(ROOT / "bootstrap" / f"{self.module_name}.py")
+
+    @cached_property
+    def scenario(self) -> ModuleType:
+        return _load(ROOT / "scenarios" / f"{self.module_name}.py")
+
+    def provision(self, aws: Aws) -> Any:
+        return self.bootstrap.provision(aws)
+
+    @property
+    def command(self) -> str:
+        return f"make scenario P={self.slug}"
+
+
+def _load(path: Path) -> ModuleType:
+    """Import a bootstrap or scenario file by path (they are scripts, not a package)."""
+    name = f"{path.parent.name}.{path.stem}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def catalogue() -> list[Pattern]:
+    """Every pattern that has metadata, sorted by slug."""
+    patterns = []
+    for path in sorted((ROOT / "docs" / "patterns").glob("*.json")):
+        meta = json.loads(path.read_text())
+        patterns.append(
+            Pattern(
+                slug=meta["slug"],
+                title=meta["title"],
+                description=meta["description"],
+                services=tuple(meta["services"]),
+                source=meta["source"],
+            )
+        )
+    return patterns
+
+
+def find(slug: str) -> Pattern:
+    """The pattern with this slug (or module name); the error lists the known ones."""
+    known = catalogue()
+    for pattern in known:
+        if slug in (pattern.slug, pattern.module_name):
+            return pattern
+    names = ", ".join(p.slug for p in known)
+    raise UnknownPattern(f"Unknown pattern {slug!r}. Known patterns: {names}")
+
+
+def run_scenario(pattern: Pattern, aws: Aws, out: Any = sys.stdout) -> Scenario:
+    """Provision the pattern (idempotently), run its scenario, save the record. Never raises
+    for a failed check: the returned Scenario says whether it passed."""
+    scenario = Scenario(pattern.slug, out=out)
+    print(f"━━ {pattern.slug}: {pattern.title}", file=out)
+    try:
+        with scenario.step("Provision (idempotent)"):
+            resources = pattern.provision(aws)
+        pattern.scenario.run(aws, resources, scenario)
+        scenario.finish()
+    except AssertionError as failed:
+        print(f"\nFAILED {pattern.slug}: {failed}", file=out)
+    except Exception:
+        print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
+    finally:
+        scenario.save(REPORTS_DIR)
+    if scenario.ok:
+        seconds = scenario.report()["seconds"]
+        print(f"\nPASSED {pattern.slug} in {seconds:.1f} s ({len(scenario.steps)} steps)", file=out)
+    return scenario

@@ -1,0 +1,334 @@
+"""Idempotent building blocks for `bootstrap/<pattern>.py`.
+
+Each `ensure_*` creates a resource or brings an existing one to the asked-for settings, so
+running a bootstrap twice changes nothing the second time. Names are fixed per pattern (the
+`make up` table prints them); scenarios make their data unique instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from sandbox import settings
+from sandbox.aws import Aws
+
+LOG = logging.getLogger(__name__)
+HANDLERS_DIR = settings.PROJECT_ROOT / "handlers"
+STATE_MACHINES_DIR = settings.PROJECT_ROOT / "state_machines"
+BUILD_DIR = settings.STATE_DIR / "build"
+LAMBDA_RUNTIME = "python3.13"
+LAMBDA_ROLE = "sandbox-lambda-role"
+STATES_ROLE = "sandbox-states-role"
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    url: str
+    arn: str
+
+
+# -- SQS -----------------------------------------------------------------------------
+def ensure_queue(
+    aws: Aws,
+    name: str,
+    *,
+    dead_letter: Queue | None = None,
+    max_receive_count: int = 3,
+    visibility_timeout: int = 5,
+    **attributes: str,
+) -> Queue:
+    """A queue; with `dead_letter`, messages received `max_receive_count` times move there."""
+    sqs = aws.client("sqs")
+    attrs = {"VisibilityTimeout": str(visibility_timeout), **attributes}
+    if name.endswith(".fifo"):
+        attrs["FifoQueue"] = "true"
+    if dead_letter is not None:
+        attrs["RedrivePolicy"] = json.dumps(
+            {"deadLetterTargetArn": dead_letter.arn, "maxReceiveCount": str(max_receive_count)}
+        )
+    try:
+        url = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+        sqs.set_queue_attributes(
+            QueueUrl=url, Attributes={k: v for k, v in attrs.items() if k != "FifoQueue"}
+        )
+    except ClientError as error:
+        if "NonExistentQueue" not in str(error):
+            raise
+        url = sqs.create_queue(QueueName=name, Attributes=attrs)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return Queue(name, url, arn)
+
+
+def ensure_queue_with_dlq(
+    aws: Aws, name: str, *, max_receive_count: int = 3, **kwargs: Any
+) -> tuple[Queue, Queue]:
+    """A queue and its dead-letter queue `<name>-dlq` (every queue that can fail gets one)."""
+    dlq = ensure_queue(aws, f"{name}-dlq")
+    return ensure_queue(
+        aws, name, dead_letter=dlq, max_receive_count=max_receive_count, **kwargs
+    ), dlq
+
+
+def allow_service_to_send(aws: Aws, queue: Queue, service: str, source_arns: list[str]) -> None:
+    """A queue policy letting e.g. events.amazonaws.com send, as real AWS requires."""
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": service},
+                "Action": "sqs:SendMessage",
+                "Resource": queue.arn,
+                "Condition": {"ArnEquals": {"aws:SourceArn": source_arns}},
+            }
+        ],
+    }
+    aws.client("sqs").set_queue_attributes(
+        QueueUrl=queue.url, Attributes={"Policy": json.dumps(policy)}
+    )
+
+
+# -- DynamoDB ------------------------------------------------------------------------
+def ensure_table(
+    aws: Aws,
+    name: str,
+    *,
+    hash_key: str = "id",
+    range_key: str | None = None,
+    stream_view: str | None = None,
+    key_types: dict[str, str] | None = None,
+) -> str:
+    """An on-demand table keyed by `hash_key` (and `range_key`); returns its name.
+    `key_types` gives a key's type when it is not a string ("N", "B")."""
+    dynamodb = aws.client("dynamodb")
+    try:
+        dynamodb.describe_table(TableName=name)
+        return name
+    except dynamodb.exceptions.ResourceNotFoundException:
+        pass
+    keys = [(hash_key, "HASH")] + ([(range_key, "RANGE")] if range_key else [])
+    types = key_types or {}
+    params: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": [{"AttributeName": k, "KeyType": t} for k, t in keys],
+        "AttributeDefinitions": [
+            {"AttributeName": k, "AttributeType": types.get(k, "S")} for k, _ in keys
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if stream_view:
+        params["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view}
+    dynamodb.create_table(**params)
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+    return name
+
+
+# -- IAM -----------------------------------------------------------------------------
+def ensure_role(aws: Aws, name: str, service: str) -> str:
+    """A role the given service may assume (LocalStack does not enforce IAM; AWS would)."""
+    iam = aws.client("iam")
+    try:
+        return iam.get_role(RoleName=name)["Role"]["Arn"]
+    except iam.exceptions.NoSuchEntityException:
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [
+                {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+            ],
+        }
+        return iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"][
+            "Arn"
+        ]
+
+
+# -- Lambda --------------------------------------------------------------------------
+def package_handler(folder: Path) -> bytes:
+    """A deployment zip of a handler folder, with the packages its requirements.txt names
+    installed beside the code (so it runs the same in AWS's runtime images)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    deps = _vendored_dependencies(folder / "requirements.txt")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for root, paths in ((folder, files), (deps, sorted(deps.rglob("*")) if deps else [])):
+            for path in paths:
+                if path.is_file() and "__pycache__" not in path.parts:
+                    info = zipfile.ZipInfo(
+                        str(path.relative_to(root)), date_time=(2020, 1, 1, 0, 0, 0)
+                    )
+                    info.external_attr = 0o644 << 16
+                    archive.writestr(info, path.read_bytes(), zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def _vendored_dependencies(requirements: Path) -> Path | None:
+    """pip-install a handler's requirements once per content, pinned by constraints.txt."""
+    if not requirements.is_file():
+        return None
+    constraints = settings.PROJECT_ROOT / "constraints.txt"
+    key = hashlib.sha256(requirements.read_bytes() + constraints.read_bytes()).hexdigest()[:16]
+    target = BUILD_DIR / f"deps-{key}"
+    if not target.is_dir():
+        staging = BUILD_DIR / f"deps-{key}.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+        done = subprocess.run(
+            [*pip, "--target", str(staging), "-r", str(requirements), "-c", str(constraints)],
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"Installing {requirements} for packaging failed:\n{done.stderr}")
+        staging.rename(target)
+    return target
+
+
+def ensure_function(
+    aws: Aws,
+    name: str,
+    handler_folder: str,
+    *,
+    handler: str = "app.handler",
+    environment: dict[str, str] | None = None,
+    timeout: int = 10,
+    memory: int = 256,
+    runtime: str = LAMBDA_RUNTIME,
+) -> str:
+    """A function from `handlers/<handler_folder>/`, its code and settings kept up to date;
+    returns its ARN."""
+    lambda_ = aws.client("lambda")
+    code = package_handler(HANDLERS_DIR / handler_folder)
+    sha = base64.b64encode(hashlib.sha256(code).digest()).decode()
+    config = {
+        "Runtime": runtime,
+        "Handler": handler,
+        "Timeout": timeout,
+        "MemorySize": memory,
+        "Environment": {"Variables": environment or {}},
+    }
+    try:
+        current = lambda_.get_function_configuration(FunctionName=name)
+    except lambda_.exceptions.ResourceNotFoundException:
+        role = ensure_role(aws, LAMBDA_ROLE, "lambda.amazonaws.com")
+        arn = lambda_.create_function(
+            FunctionName=name, Role=role, Code={"ZipFile": code}, **config
+        )["FunctionArn"]
+        lambda_.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+        return arn
+    if current["CodeSha256"] != sha:
+        lambda_.update_function_code(FunctionName=name, ZipFile=code)
+        lambda_.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+    wanted = {**config, "Environment": config["Environment"]["Variables"]}
+    have = {
+        **{k: current.get(k) for k in config},
+        "Environment": current.get("Environment", {}).get("Variables", {}),
+    }
+    if wanted != have:
+        lambda_.update_function_configuration(FunctionName=name, **config)
+        lambda_.get_waiter("function_updated_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+    return current["FunctionArn"]
+
+
+def ensure_event_source_mapping(
+    aws: Aws,
+    function: str,
+    source_arn: str,
+    *,
+    batch_size: int = 10,
+    report_batch_item_failures: bool = True,
+    **settings_: Any,
+) -> str:
+    """An enabled mapping from a queue or stream to a function; returns its UUID."""
+    lambda_ = aws.client("lambda")
+    config: dict[str, Any] = {
+        "BatchSize": batch_size,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"] if report_batch_item_failures else [],
+        **settings_,
+    }
+    found = lambda_.list_event_source_mappings(FunctionName=function, EventSourceArn=source_arn)
+    if found["EventSourceMappings"]:
+        uuid = found["EventSourceMappings"][0]["UUID"]
+        lambda_.update_event_source_mapping(
+            UUID=uuid, FunctionName=function, Enabled=True, **config
+        )
+    else:
+        uuid = lambda_.create_event_source_mapping(
+            FunctionName=function, EventSourceArn=source_arn, Enabled=True, **config
+        )["UUID"]
+    return uuid
+
+
+# -- EventBridge ---------------------------------------------------------------------
+def ensure_rule(
+    aws: Aws,
+    name: str,
+    *,
+    targets: list[dict[str, Any]],
+    schedule: str | None = None,
+    pattern: dict[str, Any] | None = None,
+    bus: str = "default",
+    description: str = "",
+) -> str:
+    """A rule with a schedule or an event pattern, and exactly these targets; returns its ARN."""
+    events = aws.client("events")
+    params: dict[str, Any] = {
+        "Name": name,
+        "EventBusName": bus,
+        "State": "ENABLED",
+        "Description": description,
+    }
+    if schedule:
+        params["ScheduleExpression"] = schedule
+    if pattern:
+        params["EventPattern"] = json.dumps(pattern)
+    arn = events.put_rule(**params)["RuleArn"]
+    existing = {
+        t["Id"] for t in events.list_targets_by_rule(Rule=name, EventBusName=bus)["Targets"]
+    }
+    stale = existing - {t["Id"] for t in targets}
+    if stale:
+        events.remove_targets(Rule=name, EventBusName=bus, Ids=sorted(stale))
+    events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+    return arn
+
+
+# -- Step Functions ------------------------------------------------------------------
+def render_state_machine(file_name: str, substitutions: dict[str, str]) -> str:
+    """An ASL file from state_machines/ with ${Name} placeholders filled (ARNs, never
+    hard-coded account ids); a placeholder left unfilled is an error."""
+    text = (STATE_MACHINES_DIR / file_name).read_text()
+    rendered = Template(text).substitute(substitutions)
+    json.loads(rendered)  # fail here, with the file's name in the traceback, not in LocalStack
+    return rendered
+
+
+def ensure_state_machine(aws: Aws, name: str, definition: str, *, type_: str = "STANDARD") -> str:
+    """A state machine with this definition; returns its ARN."""
+    sfn = aws.client("stepfunctions")
+    role = ensure_role(aws, STATES_ROLE, "states.amazonaws.com")
+    arn = f"arn:aws:states:{aws.region}:{aws.account_id}:stateMachine:{name}"
+    try:
+        current = sfn.describe_state_machine(stateMachineArn=arn)
+    except sfn.exceptions.StateMachineDoesNotExist:
+        return sfn.create_state_machine(name=name, definition=definition, roleArn=role, type=type_)[
+            "stateMachineArn"
+        ]
+    if current["definition"] != definition:
+        sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role)
+    return arn

@@ -1,0 +1,163 @@
+"""Scenario for scheduled-ingest: what a user would check after wiring the seed's design.
+
+1. The schedule rule exists, fires every minute, and targets the queue.
+2. An event matching the rules lands in DynamoDB as an item with id, timestamp and message
+   (sent with PutEvents, and as the schedule would send it, so nobody waits a minute).
+3. A malformed message sent with a good one: the good one is stored once, the bad one is
+   retried, then moved to the DLQ after maxReceiveCount receives; nothing is lost.
+4. What the handler logged reached CloudWatch Logs.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, unique_name
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    events, sqs, dynamodb = aws.client("events"), aws.client("sqs"), aws.client("dynamodb")
+    run_id = unique_name("run")
+
+    def item(event_id: str) -> dict[str, Any] | None:
+        return dynamodb.get_item(TableName=res.table, Key={"id": {"S": event_id}}).get("Item")
+
+    with s.step("The schedule rule exists with its target"):
+        rule = events.describe_rule(Name=res.schedule_rule)
+        s.check("schedule", expected=res.schedule, seen=rule.get("ScheduleExpression"))
+        s.check("state", expected="ENABLED", seen=rule["State"])
+        targets = events.list_targets_by_rule(Rule=res.schedule_rule)["Targets"]
+        s.check("target", expected=[res.queue.arn], seen=[t["Arn"] for t in targets])
+
+    with s.step("An event matching the rule lands as an item"):
+        message = f"hello from {run_id}"
+        sent = events.put_events(
+            Entries=[
+                {
+                    "Source": res.event_source,
+                    "DetailType": res.detail_type,
+                    "Detail": json.dumps({"message": message}),
+                }
+            ]
+        )
+        s.check("PutEvents failures", expected=0, seen=sent["FailedEntryCount"])
+        event_id = sent["Entries"][0]["EventId"]
+        s.note(f"put event {event_id} on the default bus")
+        stored = await_value(lambda: item(event_id), timeout=20, waiting_for=f"item {event_id}")
+        s.check("item message", expected=message, seen=stored["message"]["S"])
+        timestamp = stored["timestamp"]["S"]
+        s.check_that(
+            "item timestamp is ISO 8601",
+            _is_iso(timestamp),
+            expected="an ISO 8601 time",
+            seen=timestamp,
+        )
+
+    with s.step("A tick of the schedule, delivered as the rule would, lands as an item"):
+        tick = _scheduled_event(aws, res)
+        sqs.send_message(QueueUrl=res.queue.url, MessageBody=json.dumps(tick))
+        stored = await_value(lambda: item(tick["id"]), timeout=20, waiting_for="the tick's item")
+        s.check("item message", expected="Lambda function triggered", seen=stored["message"]["S"])
+        s.check("item detail type", expected="Scheduled Event", seen=stored["detail_type"]["S"])
+
+    with s.step(
+        f"A malformed message is retried, then lands in the DLQ "
+        f"(maxReceiveCount={res.max_receive_count})"
+    ):
+        good = _scheduled_event(aws, res)
+        bad_body = f"not an event {run_id}"
+        sqs.send_message_batch(
+            QueueUrl=res.queue.url,
+            Entries=[
+                {"Id": "good", "MessageBody": json.dumps(good)},
+                {"Id": "bad", "MessageBody": bad_body},
+            ],
+        )
+        s.note("sent one good and one malformed message in one batch")
+        stored = await_value(
+            lambda: item(good["id"]), timeout=20, waiting_for="the good message's item"
+        )
+        s.check("good message stored as", expected=good["id"], seen=stored["id"]["S"])
+        dead = await_value(
+            lambda: _find(sqs, res.dlq.url, bad_body),
+            timeout=30,
+            waiting_for="the malformed message in the DLQ",
+        )
+        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
+        s.check_that(
+            "times it was received before the move",
+            receives >= res.max_receive_count,
+            expected=f">= {res.max_receive_count}",
+            seen=receives,
+        )
+        sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+        in_main = _find(sqs, res.queue.url, bad_body)
+        s.check("still in the main queue", expected=None, seen=in_main)
+        stored_count = sum(item(e["id"]) is not None for e in [good])
+        s.check("messages sent = stored + dead-lettered", expected=2, seen=stored_count + 1)
+
+    with s.step("The handler's log lines reached CloudWatch Logs"):
+        logs = aws.client("logs")
+        group = f"/aws/lambda/{res.function}"
+
+        def lines_about(event_id: str) -> list[str]:
+            found = logs.filter_log_events(logGroupName=group)["events"]
+            return [e["message"] for e in found if event_id in e["message"]]
+
+        lines = await_value(
+            lambda: lines_about(event_id),
+            timeout=15,
+            waiting_for=f"a log line about event {event_id} in {group}",
+        )
+        s.check_that(
+            "a line says the event was stored",
+            "Stored event" in lines[0],
+            expected="a 'Stored event' line",
+            seen=lines[0].strip(),
+        )
+
+
+def _scheduled_event(aws: Aws, res: Any) -> dict[str, Any]:
+    """An event shaped like the ones the schedule rule sends every minute."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": aws.account_id,
+        "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": aws.region,
+        "resources": [f"arn:aws:events:{aws.region}:{aws.account_id}:rule/{res.schedule_rule}"],
+        "detail": {},
+    }
+
+
+def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
+    """Receive from a queue and return the message with this body, if it is there now.
+    Other messages are left to become visible again."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=10,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", [])
+    for message in received:
+        if message["Body"] == body:
+            return message
+    for message in received:
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return None
+
+
+def _is_iso(text: str) -> bool:
+    try:
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,24 @@
+"""Shared test helpers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_handler(folder: str, module: str = "app") -> ModuleType:
+    """Import handlers/<folder>/<module>.py the way Lambda would (its folder on sys.path)."""
+    path = ROOT / "handlers" / folder / f"{module}.py"
+    spec = importlib.util.spec_from_file_location(f"handlers_{folder}_{module}", path)
+    assert spec and spec.loader
+    loaded = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent))
+    try:
+        spec.loader.exec_module(loaded)
+    finally:
+        sys.path.remove(str(path.parent))
+    return loaded

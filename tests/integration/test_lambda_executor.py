@@ -1,0 +1,182 @@
+"""Lambda in the sandbox behaves as AWS Lambda does: context, timeouts, errors, retries,
+logs, warm reuse and concurrency. In embedded mode this exercises the local-process executor."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox import provision
+from sandbox.aws import Aws
+from sandbox.harness import await_value, unique_name
+
+pytestmark = pytest.mark.integration
+PROBE = Path(__file__).parent / "lambdas" / "probe"
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def make_function(aws: Aws):
+    """Factory: create a function with a unique name; all are deleted at the end."""
+    lambda_ = aws.client("lambda")
+    role = provision.ensure_role(aws, provision.LAMBDA_ROLE, "lambda.amazonaws.com")
+    created: list[str] = []
+
+    def make(code: bytes | None = None, **config: Any) -> str:
+        name = unique_name("probe")
+        params = {
+            "Runtime": provision.LAMBDA_RUNTIME,
+            "Handler": "app.handler",
+            "Timeout": 5,
+            **config,
+        }
+        lambda_.create_function(
+            FunctionName=name,
+            Role=role,
+            Code={"ZipFile": code or provision.package_handler(PROBE)},
+            **params,
+        )
+        created.append(name)
+        lambda_.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+        return name
+
+    yield make
+    for name in reversed(created):
+        lambda_.delete_function(FunctionName=name)
+
+
+def invoke(aws: Aws, name: str, event: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = aws.client("lambda").invoke(
+        FunctionName=name, Payload=json.dumps(event or {}), LogType="Tail"
+    )
+    return {
+        "error": response.get("FunctionError"),
+        "payload": json.loads(response["Payload"].read()),
+        "log": base64.b64decode(response.get("LogResult", "")).decode(),
+    }
+
+
+def test_context_and_environment_are_lambdas(aws: Aws, make_function) -> None:
+    name = make_function(Timeout=7, MemorySize=256, Environment={"Variables": {"CUSTOM": "yes"}})
+    result = invoke(aws, name)["payload"]
+    assert result["function_name"] == name
+    assert result["function_version"] == "$LATEST"
+    assert result["invoked_function_arn"].endswith(f":function:{name}")
+    assert result["memory_limit_in_mb"] == "256"  # a string, as in Lambda's Python runtime
+    assert result["log_group_name"] == f"/aws/lambda/{name}"
+    assert result["log_stream_name"]
+    assert 0 < result["remaining_ms"] <= 7000
+    assert result["custom"] == "yes" and result["has_credentials"]
+    assert result["endpoint"].startswith("http://")
+
+
+def test_a_warm_environment_is_reused(aws: Aws, make_function) -> None:
+    name = make_function()
+    first, second = invoke(aws, name), invoke(aws, name)
+    assert first["payload"]["pid"] == second["payload"]["pid"]
+    assert "Init Duration" in first["log"] and "Init Duration" not in second["log"]
+
+
+def test_timeout_fails_as_lambda_reports_it_and_replaces_the_environment(
+    aws: Aws, make_function
+) -> None:
+    name = make_function(Timeout=1)
+    before = invoke(aws, name)["payload"]
+    timed_out = invoke(aws, name, {"sleep": 3})
+    assert timed_out["error"] == "Unhandled"
+    assert "Task timed out after 1.00 seconds" in timed_out["payload"]["errorMessage"]
+    assert "Task timed out after 1.00 seconds" in timed_out["log"]
+    after = invoke(aws, name)["payload"]
+    assert after["pid"] != before["pid"] and after["started"] != before["started"]
+
+
+def test_an_exception_comes_back_in_lambdas_error_shape(aws: Aws, make_function) -> None:
+    name = make_function()
+    result = invoke(aws, name, {"fail": "bad input: no id"})
+    assert result["error"] == "Unhandled"
+    assert result["payload"]["errorType"] == "ValueError"
+    assert result["payload"]["errorMessage"] == "bad input: no id"
+    assert any("app.py" in line for line in result["payload"]["stackTrace"])
+    assert "[ERROR] ValueError: bad input: no id" in result["log"]
+
+
+def test_a_module_that_cannot_be_imported_is_an_init_error(aws: Aws, make_function) -> None:
+    name = make_function(code=_zip({"app.py": "import no_such_module\n"}))
+    result = invoke(aws, name)
+    assert result["error"] == "Unhandled"
+    assert result["payload"]["errorType"] == "Runtime.ImportModuleError"
+    assert "no_such_module" in result["payload"]["errorMessage"]
+
+
+def test_what_the_handler_prints_reaches_cloudwatch_logs(aws: Aws, make_function) -> None:
+    name = make_function()
+    marker = unique_name("marker")
+    invoke(aws, name, {"print": marker})
+    logs = aws.client("logs")
+
+    def lines() -> list[str]:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        return [e["message"] for e in events if marker in e["message"]]
+
+    assert await_value(lines, timeout=15, waiting_for=f"{marker} in CloudWatch Logs")
+
+
+def test_a_failing_async_invocation_is_retried_then_sent_to_the_dlq(
+    aws: Aws, make_function
+) -> None:
+    dlq = provision.ensure_queue(aws, unique_name("probe-dlq"))
+    name = make_function(DeadLetterConfig={"TargetArn": dlq.arn})
+    aws.client("lambda").put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=1)
+    marker = unique_name("lost-not")
+    aws.client("lambda").invoke(
+        FunctionName=name,
+        InvocationType="Event",
+        Payload=json.dumps({"fail": marker, "print": marker}),
+    )
+    sqs = aws.client("sqs")
+
+    def dead_letters() -> list[dict[str, Any]]:
+        received = sqs.receive_message(
+            QueueUrl=dlq.url, MaxNumberOfMessages=10, MessageAttributeNames=["All"]
+        )
+        return received.get("Messages", [])
+
+    messages = await_value(dead_letters, timeout=30, waiting_for="the failed event in the DLQ")
+    assert json.loads(messages[0]["Body"]) == {"fail": marker, "print": marker}
+    logs = aws.client("logs")
+
+    def attempts() -> int:
+        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
+        return sum(1 for e in events if e["message"].startswith(marker))
+
+    assert (
+        await_value(
+            attempts,
+            until=lambda n: n == 2,
+            timeout=10,
+            waiting_for="two attempts (one retry) in the logs",
+        )
+        == 2
+    )
+
+
+def test_concurrent_invocations_run_in_parallel_environments(aws: Aws, make_function) -> None:
+    name = make_function()
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: invoke(aws, name, {"sleep": 1.5}), range(4)))
+    pids = {r["payload"]["pid"] for r in results}
+    assert len(pids) >= 2, f"expected parallel environments, all ran in {pids}"

@@ -1,0 +1,42 @@
+"""The catalogue: every pattern is complete, and slugs resolve (or fail helpfully)."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandbox import patterns
+
+CATALOGUE = patterns.catalogue()
+REQUIRED_SECTIONS = ("## How it works", "## Run", "## Expected", "## Cleanup")
+
+
+def test_there_are_patterns() -> None:
+    assert CATALOGUE, "docs/patterns/*.json lists no pattern"
+
+
+@pytest.mark.parametrize("pattern", CATALOGUE, ids=lambda p: p.slug)
+def test_every_pattern_has_all_its_pieces(pattern: patterns.Pattern) -> None:
+    root = patterns.ROOT
+    name = pattern.module_name
+    assert pattern.description and pattern.services and pattern.source
+    assert callable(pattern.bootstrap.provision), f"bootstrap/{name}.py needs provision(aws)"
+    assert callable(pattern.scenario.run), f"scenarios/{name}.py needs run(aws, res, scenario)"
+    assert (root / "handlers" / name).is_dir() or list((root / "state_machines").glob(f"{name}*"))
+    assert (root / "tests" / "unit" / f"test_{name}.py").is_file()
+    page = pattern.page.read_text()
+    for section in REQUIRED_SECTIONS:
+        assert section in page, f"{pattern.page.name} lacks {section!r}"
+    assert "```mermaid" in page
+
+
+def test_find_accepts_slug_or_module_name() -> None:
+    first = CATALOGUE[0]
+    assert patterns.find(first.slug) == first
+    assert patterns.find(first.module_name) == first
+
+
+def test_unknown_slug_lists_the_known_ones() -> None:
+    with pytest.raises(patterns.UnknownPattern) as unknown:
+        patterns.find("no-such-pattern")
+    for pattern in CATALOGUE:
+        assert pattern.slug in str(unknown.value)
