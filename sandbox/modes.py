@@ -49,7 +49,7 @@ class Mode:
             return f"using the LocalStack already running at {self.endpoint}"
         already = self.is_running()
         if self.name == "embedded":
-            launcher.start(self.port)
+            launcher.EmbeddedSandbox(self.port).start()
         else:
             if not already and port_in_use(self.port):
                 raise ModeError(
@@ -65,7 +65,7 @@ class Mode:
         if self.name == "external":
             return f"the LocalStack at {self.endpoint} is not ours to stop; left running"
         if self.name == "embedded":
-            ended = launcher.stop()
+            ended = launcher.EmbeddedSandbox(self.port).stop()
             message = (
                 f"stopped the embedded sandbox ({ended} processes)"
                 if ended
@@ -79,14 +79,15 @@ class Mode:
 
     def is_running(self) -> bool:
         if self.name == "embedded":
-            return launcher.running() is not None
+            return launcher.EmbeddedSandbox(self.port).running() is not None
         return health(self.endpoint) is not None
 
     def logs_command(self, follow: bool) -> list[str]:
         if self.name == "docker":
             return [*COMPOSE, "logs", *(["-f"] if follow else []), "localstack"]
         if self.name == "embedded":
-            return ["tail", "-n", "200", *(["-F"] if follow else []), str(launcher.LOG_FILE)]
+            log = launcher.EmbeddedSandbox(self.port).log_file
+            return ["tail", "-n", "200", *(["-F"] if follow else []), str(log)]
         raise ModeError("An external LocalStack's logs are wherever it runs; the sandbox has none.")
 
 

@@ -21,9 +21,6 @@ from sandbox import settings
 from sandbox.embedded import dynamodb_local
 from sandbox.health import port_in_use, wait_healthy
 
-STATE_FILE = settings.STATE_DIR / "embedded.json"
-LOG_FILE = settings.STATE_DIR / "localstack.log"
-LOCALSTACK_ROOT = settings.STATE_DIR / "localstack"
 EXECUTOR_NAME = "local-process"
 
 
@@ -36,7 +33,7 @@ class Running:
     started_at: float
 
 
-def localstack_environment(port: int, instance: str) -> dict[str, str]:
+def localstack_environment(port: int, instance: str, root: Path) -> dict[str, str]:
     """LocalStack's settings in embedded mode; the user's own environment wins where set."""
     env = {
         "GATEWAY_LISTEN": f"127.0.0.1:{port}",
@@ -44,7 +41,7 @@ def localstack_environment(port: int, instance: str) -> dict[str, str]:
         "DISABLE_EVENTS": "1",  # no analytics: the machine may be offline
         "SKIP_SSL_CERT_DOWNLOAD": "1",  # offline too: use a self-signed certificate
         "OVERRIDE_IN_DOCKER": "0",  # some hosts have /.dockerenv; we want host paths
-        "FILESYSTEM_ROOT": str(LOCALSTACK_ROOT),
+        "FILESYSTEM_ROOT": str(root),
         "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR_NAME,
         **speed_settings(),
     }
@@ -66,72 +63,85 @@ def speed_settings() -> dict[str, str]:
     }
 
 
-def running() -> Running | None:
-    """The embedded sandbox this checkout started, if its process is still alive."""
-    try:
-        state = Running(**json.loads(STATE_FILE.read_text()))
-    except (FileNotFoundError, ValueError, TypeError):
-        return None
-    return state if _alive(state.pid) else None
+class EmbeddedSandbox:
+    """One embedded sandbox: its port, and the folder holding its pid record, log and state.
+    `make up` uses .sandbox/ and port 4566; the benchmark and tests run others beside it."""
 
+    def __init__(self, port: int = 4566, state_dir: Path = settings.STATE_DIR) -> None:
+        self.port = port
+        self.state_dir = state_dir
+        self.state_file = state_dir / "embedded.json"
+        self.log_file = state_dir / "localstack.log"
+        self.root = state_dir / "localstack"
 
-def start(port: int, timeout: float = 90) -> Running:
-    """Start LocalStack on 127.0.0.1:`port` unless ours already runs there."""
-    current = running()
-    if current:
-        return current
-    if port_in_use(port):
-        raise dynamodb_local.SetupError(
-            f"Port {port} is already in use by a process this sandbox did not start. Nothing was "
-            "started. Stop that process (a LocalStack container? `docker ps`), or use it with "
-            f"SANDBOX_MODE=external AWS_ENDPOINT_URL=http://localhost:{port}."
-        )
-    settings.STATE_DIR.mkdir(parents=True, exist_ok=True)
-    var_libs = LOCALSTACK_ROOT / "var" / "lib" / "localstack" / "lib"
-    dynamodb_local.install_for_localstack(var_libs, settings.CACHE_DIR)
+    def running(self) -> Running | None:
+        """The sandbox recorded here, if its process is still alive."""
+        state = self._recorded()
+        return state if state and _alive(state.pid) else None
 
-    instance = uuid.uuid4().hex
-    log = LOG_FILE.open("ab")
-    log.write(f"\n===== sandbox start {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode())
-    log.flush()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sandbox.embedded.entry"],
-        env=localstack_environment(port, instance),
-        cwd=settings.PROJECT_ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: `stop()` signals all of it at once
-    )
-    state = Running(process.pid, instance, port, str(LOG_FILE), time.time())
-    STATE_FILE.write_text(json.dumps(asdict(state)))
-    try:
-        wait_healthy(
-            f"http://127.0.0.1:{port}",
-            timeout=timeout,
-            still_starting=lambda: process.poll() is None,
-        )
-    except Exception:
-        stop()
-        raise
-    return state
+    def start(self, timeout: float = 90) -> Running:
+        """Start LocalStack on 127.0.0.1:`port` unless ours already runs there."""
+        current = self.running()
+        if current:
+            return current
+        if port_in_use(self.port):
+            raise dynamodb_local.SetupError(
+                f"Port {self.port} is already in use by a process this sandbox did not start. "
+                "Nothing was started. Stop that process (a LocalStack container? `docker ps`), "
+                f"or use it: SANDBOX_MODE=external AWS_ENDPOINT_URL=http://localhost:{self.port}."
+            )
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        var_libs = self.root / "var" / "lib" / "localstack" / "lib"
+        dynamodb_local.install_for_localstack(var_libs, settings.CACHE_DIR)
 
+        instance = uuid.uuid4().hex
+        with self.log_file.open("ab") as log:
+            log.write(
+                f"\n===== sandbox start {time.strftime('%Y-%m-%d %H:%M:%S')} =====\n".encode()
+            )
+            log.flush()
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sandbox.embedded.entry"],
+                env=localstack_environment(self.port, instance, self.root),
+                cwd=settings.PROJECT_ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: `stop()` signals all of it
+            )
+        state = Running(process.pid, instance, self.port, str(self.log_file), time.time())
+        self.state_file.write_text(json.dumps(asdict(state)))
+        try:
+            wait_healthy(
+                f"http://127.0.0.1:{self.port}",
+                timeout=timeout,
+                still_starting=lambda: process.poll() is None,
+            )
+        except Exception:
+            self.stop()
+            raise
+        return state
 
-def stop(grace: float = 10) -> int:
-    """Stop the embedded sandbox and everything it started; return how many processes ended."""
-    try:
-        state = Running(**json.loads(STATE_FILE.read_text()))
-    except (FileNotFoundError, ValueError, TypeError):
-        return 0
-    ours = processes_of(state.instance)
-    _signal_group(state.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and processes_of(state.instance):
-        time.sleep(0.2)
-    for pid in processes_of(state.instance):
-        _kill(pid, signal.SIGKILL)
-    STATE_FILE.unlink(missing_ok=True)
-    return len(ours)
+    def stop(self, grace: float = 10) -> int:
+        """Stop this sandbox and everything it started; return how many processes ended."""
+        state = self._recorded()
+        if state is None:
+            return 0
+        ours = processes_of(state.instance)
+        _signal_group(state.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and processes_of(state.instance):
+            time.sleep(0.2)
+        for pid in processes_of(state.instance):
+            _kill(pid, signal.SIGKILL)
+        self.state_file.unlink(missing_ok=True)
+        return len(ours)
+
+    def _recorded(self) -> Running | None:
+        try:
+            return Running(**json.loads(self.state_file.read_text()))
+        except (FileNotFoundError, ValueError, TypeError):
+            return None
 
 
 def processes_of(instance: str) -> list[int]:
