@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -101,11 +102,11 @@ def docker_engine_answers() -> bool:
     return done.returncode == 0
 
 
-def choose(environ: dict[str, str] | None = None) -> Mode:
+def choose(environ: Mapping[str, str] | None = None) -> Mode:
     """The mode to use: SANDBOX_MODE, else the one `make up` chose, else Docker or embedded."""
-    environ = os.environ if environ is None else environ
-    endpoint = settings.endpoint(environ)
-    wanted = environ.get("SANDBOX_MODE", "").strip().lower()
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    endpoint = settings.endpoint(env)
+    wanted = env.get("SANDBOX_MODE", "").strip().lower()
     if wanted and wanted not in MODES:
         raise ModeError(f"SANDBOX_MODE={wanted!r} is not one of: {', '.join(MODES)}.")
     if not wanted and MODE_FILE.exists():

@@ -164,9 +164,12 @@ def package_handler(folder: Path) -> bytes:
     installed beside the code (so it runs the same in AWS's runtime images)."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     deps = _vendored_dependencies(folder / "requirements.txt")
+    sources: list[tuple[Path, list[Path]]] = [(folder, files)]
+    if deps:
+        sources.append((deps, sorted(deps.rglob("*"))))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for root, paths in ((folder, files), (deps, sorted(deps.rglob("*")) if deps else [])):
+        for root, paths in sources:
             for path in paths:
                 if path.is_file() and "__pycache__" not in path.parts:
                     info = zipfile.ZipInfo(
@@ -215,7 +218,7 @@ def ensure_function(
     lambda_ = aws.client("lambda")
     code = package_handler(HANDLERS_DIR / handler_folder)
     sha = base64.b64encode(hashlib.sha256(code).digest()).decode()
-    config = {
+    config: dict[str, Any] = {
         "Runtime": runtime,
         "Handler": handler,
         "Timeout": timeout,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -37,15 +38,15 @@ def is_local_host(host: str) -> bool:
         return False
 
 
-def check_endpoint(url: str, environ: dict[str, str] | None = None) -> str:
+def check_endpoint(url: str, environ: Mapping[str, str] | None = None) -> str:
     """Return `url` if it is local, or if the user opted in to a remote one; raise otherwise."""
-    environ = os.environ if environ is None else environ
+    env: Mapping[str, str] = os.environ if environ is None else environ
     parsed = urlparse(url)
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise RemoteEndpointError(
             f"AWS endpoint {url!r} is not a URL like {DEFAULT_ENDPOINT}: fix AWS_ENDPOINT_URL."
         )
-    if is_local_host(parsed.hostname) or environ.get(ALLOW_REMOTE_SETTING) == "1":
+    if is_local_host(parsed.hostname) or env.get(ALLOW_REMOTE_SETTING) == "1":
         return url
     raise RemoteEndpointError(
         f"Refusing AWS endpoint {url!r}: it is not on this machine, and the sandbox never talks "
@@ -54,13 +55,13 @@ def check_endpoint(url: str, environ: dict[str, str] | None = None) -> str:
     )
 
 
-def endpoint(environ: dict[str, str] | None = None) -> str:
+def endpoint(environ: Mapping[str, str] | None = None) -> str:
     """The checked endpoint: AWS_ENDPOINT_URL, or the sandbox's default."""
-    environ = os.environ if environ is None else environ
-    return check_endpoint(environ.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT, environ)
+    env: Mapping[str, str] = os.environ if environ is None else environ
+    return check_endpoint(env.get("AWS_ENDPOINT_URL") or DEFAULT_ENDPOINT, env)
 
 
-def client_defaults(environ: dict[str, str]) -> dict[str, str]:
+def client_defaults(environ: Mapping[str, str]) -> dict[str, str]:
     """Settings to add so clients work against the sandbox: only those the user has not set."""
     added: dict[str, str] = {}
     has_credentials = any(

@@ -32,7 +32,7 @@ def _bind_gateway_to_its_host() -> None:
     def bound(reactor, port, backlog=50, interface=""):  # type: ignore[no-untyped-def]
         return original(reactor, port, backlog, interface or hosts.get(port, ""))
 
-    endpoints.TCP4ServerEndpoint = bound  # type: ignore[misc]
+    endpoints.TCP4ServerEndpoint = bound  # type: ignore[misc,assignment]
 
 
 def main() -> None:

@@ -55,13 +55,19 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         self._end_process()
 
     def _code_dir(self) -> str:
-        return str(self.function_version.config.code.get_unzipped_code_location())
+        return str(self._code().get_unzipped_code_location())
+
+    def _code(self) -> Any:
+        code = self.function_version.config.code
+        if code is None:
+            raise ValueError("Container-image functions need Docker mode (SANDBOX_MODE=docker).")
+        return code
 
     def _spawn(self) -> None:
         """Start the runtime process and wait through its init phase."""
         family = protocol.runtime_family(self.function_version.config.runtime)
         code_dir = self._code_dir()
-        if self.function_version.config.code.is_hot_reloading():
+        if self._code().is_hot_reloading():
             self._code_mtime = protocol.newest_mtime(code_dir)
         read_fd, write_fd = os.pipe()
         started = time.perf_counter()
@@ -160,7 +166,7 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         logs.append(protocol.end_lines(request_id, duration_ms, memory, self._init_ms))
         self._init_ms = None
         self._recent_logs.extend(logs)
-        body = outcome["payload"] if outcome["ok"] else json.dumps(outcome["error"])
+        body = str(outcome["payload"]) if outcome["ok"] else json.dumps(outcome["error"])
         return InvocationResult(
             request_id, body.encode(), is_error=not outcome["ok"], logs="".join(logs)
         )

@@ -180,3 +180,54 @@ def test_concurrent_invocations_run_in_parallel_environments(aws: Aws, make_func
         results = list(pool.map(lambda _: invoke(aws, name, {"sleep": 1.5}), range(4)))
     pids = {r["payload"]["pid"] for r in results}
     assert len(pids) >= 2, f"expected parallel environments, all ran in {pids}"
+
+
+NODE_HANDLER = """
+exports.handler = async (event, context) => {
+  console.log("node says", event.say);
+  if (event.fail) throw new TypeError(event.fail);
+  return { functionName: context.functionName, remaining: context.getRemainingTimeInMillis() };
+};
+"""
+
+
+def test_nodejs_handlers_run_too(aws: Aws, make_function) -> None:
+    name = make_function(
+        code=_zip({"index.js": NODE_HANDLER}), Runtime="nodejs20.x", Handler="index.handler"
+    )
+    ok = invoke(aws, name, {"say": "hi"})
+    assert ok["error"] is None
+    assert ok["payload"]["functionName"] == name and 0 < ok["payload"]["remaining"] <= 5000
+    assert "node says hi" in ok["log"]
+    failed = invoke(aws, name, {"fail": "no id"})
+    assert failed["error"] == "Unhandled"
+    assert failed["payload"]["errorType"] == "TypeError"
+    assert failed["payload"]["errorMessage"] == "no id"
+
+
+def test_hot_reload_folder_picks_up_changed_code(aws: Aws, sandbox, tmp_path: Path) -> None:
+    """LocalStack's hot-reload bucket points a function at a local folder; an edit there
+    takes effect on the next invocation."""
+    if sandbox.name != "embedded":
+        pytest.skip("hot-reload folders here are host paths: embedded mode only")
+    # GIVEN a function whose code is a local folder
+    handler = tmp_path / "app.py"
+    handler.write_text("def handler(event, context):\n    return 'first'\n")
+    lambda_ = aws.client("lambda")
+    name = unique_name("hot")
+    lambda_.create_function(
+        FunctionName=name,
+        Role=provision.ensure_role(aws, provision.LAMBDA_ROLE, "lambda.amazonaws.com"),
+        Runtime=provision.LAMBDA_RUNTIME,
+        Handler="app.handler",
+        Code={"S3Bucket": "hot-reload", "S3Key": str(tmp_path)},
+    )
+    try:
+        lambda_.get_waiter("function_active_v2").wait(FunctionName=name)
+        assert invoke(aws, name)["payload"] == "first"
+        # WHEN the code changes on disk
+        handler.write_text("def handler(event, context):\n    return 'second'\n")
+        # THEN the next invocation runs the new code
+        assert invoke(aws, name)["payload"] == "second"
+    finally:
+        lambda_.delete_function(FunctionName=name)

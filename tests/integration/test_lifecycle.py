@@ -1,0 +1,216 @@
+"""The embedded sandbox's lifecycle: it starts on this machine only, a second start finds it,
+a stop leaves none of its processes behind, a taken port is refused, and the CLI names the
+known patterns when asked for an unknown one.
+
+Every test that needs a sandbox starts its own on a free port with its state in a temporary
+folder; the sandbox on 4566 (`make up`) is never touched."""
+
+from __future__ import annotations
+
+import io
+import ipaddress
+import json
+import os
+import socket
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sandbox import patterns, provision, settings
+from sandbox.aws import Aws
+from sandbox.embedded import launcher
+from sandbox.embedded.dynamodb_local import SetupError
+from sandbox.embedded.launcher import EmbeddedSandbox, Running, processes_of
+from sandbox.harness import unique_name
+from sandbox.health import health, port_in_use
+
+pytestmark = pytest.mark.integration
+START_TIMEOUT_S = 180  # 2 cores shared with other sandboxes: allow a slow start
+LISTEN = "0A"  # the LISTEN state in /proc/net/tcp
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses on which something listens on TCP `port` (from /proc/net/tcp*)."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except FileNotFoundError:
+            continue
+        for line in lines:
+            fields = line.split()
+            address, port_hex = fields[1].split(":")
+            if fields[3] == LISTEN and int(port_hex, 16) == port:
+                found.add(_decode_address(address))
+    return found
+
+
+def _decode_address(hex_address: str) -> str:
+    """/proc/net/tcp* print addresses as 32-bit words in host (little-endian) byte order."""
+    raw = bytes.fromhex(hex_address)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
+    return str(ipaddress.ip_address(words))
+
+
+def command_line(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def processes_with_environment(variable: str, value: str) -> list[int]:
+    """Pids of processes whose environment has variable=value (others' are unreadable)."""
+    marker = f"{variable}={value}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def in_memory_zip(files: dict[str, str]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedSandbox, Running]]:
+    """One sandbox shared by the tests that only look at a started one."""
+    sandbox = EmbeddedSandbox(free_port(), tmp_path_factory.mktemp("lifecycle"))
+    running = sandbox.start(timeout=START_TIMEOUT_S)
+    try:
+        yield sandbox, running
+    finally:
+        sandbox.stop()
+
+
+@pytest.fixture
+def own_sandbox(tmp_path: Path) -> Iterator[EmbeddedSandbox]:
+    """A sandbox for one test, not started yet; stopped afterwards whatever happened."""
+    sandbox = EmbeddedSandbox(free_port(), tmp_path)
+    try:
+        yield sandbox
+    finally:
+        sandbox.stop()
+
+
+def test_a_started_sandbox_answers_on_loopback_only(
+    started: tuple[EmbeddedSandbox, Running],
+) -> None:
+    sandbox, _ = started
+    assert health(f"http://127.0.0.1:{sandbox.port}") is not None
+    assert listening_addresses(sandbox.port) == {"127.0.0.1"}
+
+
+def test_a_second_start_finds_it_running_and_starts_nothing(
+    started: tuple[EmbeddedSandbox, Running],
+) -> None:
+    """Starting again (even through a new object on the same folder) returns the recorded
+    sandbox: same pid and instance, no new process, no second start in the log."""
+    # GIVEN the running sandbox and its processes
+    sandbox, first = started
+    before = set(processes_of(first.instance))
+    assert first.pid in before
+
+    # WHEN it is started again
+    again = EmbeddedSandbox(sandbox.port, sandbox.state_dir).start(timeout=START_TIMEOUT_S)
+
+    # THEN it is the same sandbox, and nothing new runs
+    assert again == first
+    assert sandbox.running() == first
+    assert set(processes_of(first.instance)) <= before
+    assert sandbox.log_file.read_text().count("===== sandbox start") == 1
+
+
+def test_stop_leaves_none_of_its_processes_behind(own_sandbox: EmbeddedSandbox) -> None:
+    """Besides LocalStack itself, DynamoDB Local (Java) and a Lambda runtime process run;
+    stop() must end them all and free the port."""
+    # GIVEN a sandbox running DynamoDB Local and a Lambda execution environment
+    running = own_sandbox.start(timeout=START_TIMEOUT_S)
+    aws = Aws(f"http://127.0.0.1:{own_sandbox.port}")
+    provision.ensure_table(aws, unique_name("lifecycle"))
+    lambda_ = aws.client("lambda")
+    name = unique_name("lifecycle")
+    lambda_.create_function(
+        FunctionName=name,
+        Runtime=provision.LAMBDA_RUNTIME,
+        Handler="app.handler",
+        Role=provision.ensure_role(aws, provision.LAMBDA_ROLE, "lambda.amazonaws.com"),
+        Code={
+            "ZipFile": in_memory_zip(
+                {"app.py": "import os\n\ndef handler(event, context):\n    return os.getpid()\n"}
+            )
+        },
+        Timeout=30,
+    )
+    lambda_.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+    runtime_pid = json.loads(lambda_.invoke(FunctionName=name)["Payload"].read())
+    before = processes_of(running.instance)
+    assert running.pid in before and runtime_pid in before, (before, runtime_pid)
+    assert any("DynamoDBLocal" in command_line(pid) for pid in before), [
+        command_line(pid) for pid in before
+    ]
+
+    # WHEN it is stopped
+    ended = own_sandbox.stop()
+
+    # THEN none of its processes is left, and the port is free
+    assert ended > 1
+    assert processes_of(running.instance) == []
+    assert [pid for pid in before if launcher._alive(pid)] == []
+    assert own_sandbox.running() is None and not own_sandbox.state_file.exists()
+    assert listening_addresses(own_sandbox.port) == set()
+    assert not port_in_use(own_sandbox.port)
+
+
+def test_a_port_held_by_something_else_is_refused(tmp_path: Path) -> None:
+    """Something that is not ours listens on the port: start() says so, and starts nothing."""
+    # GIVEN a plain socket listening on a free port
+    state_dir = tmp_path / "state"
+    sandbox = EmbeddedSandbox(free_port(), state_dir)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", sandbox.port))
+        holder.listen()
+
+        # WHEN the sandbox is started on that port
+        with pytest.raises(SetupError) as refused:
+            sandbox.start(timeout=START_TIMEOUT_S)
+
+    # THEN the error names the port and says nothing was started, and nothing was
+    message = str(refused.value)
+    assert f"Port {sandbox.port}" in message and "Nothing was started" in message
+    assert not state_dir.exists()
+    assert sandbox.running() is None
+    assert processes_with_environment("FILESYSTEM_ROOT", str(sandbox.root)) == []
+
+
+def test_an_unknown_pattern_lists_the_known_ones(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "sandbox", "scenario", "no-such-pattern"],
+        cwd=settings.PROJECT_ROOT,
+        env={**os.environ, "SANDBOX_STATE_DIR": str(tmp_path)},  # write nothing to .sandbox/
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode != 0, done.stdout
+    assert "no-such-pattern" in done.stderr
+    slugs = [pattern.slug for pattern in patterns.catalogue()]
+    assert slugs and [slug for slug in slugs if slug not in done.stderr] == [], done.stderr

@@ -1,0 +1,71 @@
+"""Embedded mode's set-up: what LocalStack is told, and clear errors for what is missing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sandbox import modes
+from sandbox.embedded import dynamodb_local, launcher
+
+
+def test_localstack_binds_to_loopback_and_uses_the_process_executor(tmp_path: Path) -> None:
+    env = launcher.localstack_environment(4599, "token", tmp_path)
+    assert env["GATEWAY_LISTEN"] == "127.0.0.1:4599"
+    assert env["LAMBDA_RUNTIME_EXECUTOR"] == "local-process"
+    assert env["DNS_ADDRESS"] == "0"
+    assert env["FILESYSTEM_ROOT"] == str(tmp_path)
+    assert env["SANDBOX_INSTANCE"] == "token"
+
+
+def test_the_users_own_localstack_settings_win(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("LAMBDA_RETRY_BASE_DELAY", "3")
+    monkeypatch.setenv("GATEWAY_LISTEN", "0.0.0.0:4566")
+    env = launcher.localstack_environment(4566, "token", tmp_path)
+    assert env["LAMBDA_RETRY_BASE_DELAY"] == "3"
+    assert env["GATEWAY_LISTEN"] == "127.0.0.1:4566", "the sandbox only ever listens locally"
+
+
+def test_missing_java_names_the_fix(monkeypatch) -> None:
+    monkeypatch.setattr(dynamodb_local.shutil, "which", lambda _: None)
+    with pytest.raises(dynamodb_local.SetupError, match="Install OpenJDK 17"):
+        dynamodb_local.find_java_home()
+
+
+def test_missing_npm_names_the_fix_when_dynamodb_local_is_not_cached(
+    monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(dynamodb_local.shutil, "which", lambda _: None)
+    with pytest.raises(dynamodb_local.SetupError, match="Install Node.js with npm"):
+        dynamodb_local.cached_emulator(tmp_path)
+
+
+def test_a_cached_dynamodb_local_needs_no_npm(monkeypatch, tmp_path: Path) -> None:
+    cached = tmp_path / f"dynamodb-local-{dynamodb_local.NPM_VERSION}"
+    cached.mkdir()
+    (cached / "DynamoDBLocal.jar").write_bytes(b"jar")
+    monkeypatch.setattr(dynamodb_local.shutil, "which", lambda _: None)
+    assert dynamodb_local.cached_emulator(tmp_path) == cached
+
+
+def test_unknown_mode_lists_the_modes() -> None:
+    with pytest.raises(modes.ModeError, match="docker, embedded, external"):
+        modes.choose({"SANDBOX_MODE": "kubernetes"})
+
+
+def test_docker_mode_without_an_engine_says_so(monkeypatch) -> None:
+    monkeypatch.setattr(modes, "docker_engine_answers", lambda: False)
+    with pytest.raises(modes.ModeError, match="no Docker engine answers"):
+        modes.choose({"SANDBOX_MODE": "docker"})
+
+
+def test_external_mode_uses_aws_endpoint_url() -> None:
+    mode = modes.choose({"SANDBOX_MODE": "external", "AWS_ENDPOINT_URL": "http://127.0.0.1:4510"})
+    assert (mode.name, mode.endpoint, mode.port) == ("external", "http://127.0.0.1:4510", 4510)
+
+
+def test_without_docker_the_default_is_embedded(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(modes, "docker_engine_answers", lambda: False)
+    monkeypatch.setattr(modes, "MODE_FILE", tmp_path / "mode")
+    assert modes.choose({}).name == "embedded"
