@@ -5,6 +5,11 @@ The launcher runs this module as the sandbox's main process (`python -m sandbox.
 
 from __future__ import annotations
 
+import os
+import sys
+import traceback
+from typing import Any
+
 
 def _start_dynamodb_local_without_agent() -> None:
     """LocalStack adds `-javaagent:ddb-local-loader` (a patch jar it downloads) to DynamoDB
@@ -35,12 +40,42 @@ def _bind_gateway_to_its_host() -> None:
     endpoints.TCP4ServerEndpoint = bound  # type: ignore[misc,assignment]
 
 
+def _first_idle_poll_wait_within_the_maximum() -> None:
+    """An event source mapping's first empty poll waits 0.5-1.5 s whatever
+    LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC says (only later waits are
+    capped by it); start the backoff at that maximum so a new message waits no longer."""
+    from localstack.services.lambda_.event_source_mapping import esm_worker
+    from localstack.utils.backoff import ExponentialBackoff
+
+    def capped(initial_interval: float = 0.5, max_interval: float = 60, **kwargs: Any) -> Any:
+        return ExponentialBackoff(
+            initial_interval=min(initial_interval, max_interval),
+            max_interval=max_interval,
+            **kwargs,
+        )
+
+    esm_worker.ExponentialBackoff = capped  # type: ignore[misc,assignment]
+
+
 def main() -> None:
     _start_dynamodb_local_without_agent()
     _bind_gateway_to_its_host()
+    _first_idle_poll_wait_within_the_maximum()
     from localstack.runtime.main import main as localstack_main
 
-    localstack_main()
+    try:
+        localstack_main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code if isinstance(exit_.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    # After its orderly shutdown, LocalStack's CloudWatch log thread may still retry against
+    # the stopped gateway, and Python would wait for it: exit without waiting.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

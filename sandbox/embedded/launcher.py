@@ -1,7 +1,7 @@
 """Start, find and stop LocalStack running on the host (the embedded mode).
 
 Everything the sandbox starts (LocalStack, DynamoDB Local, kinesis-mock, Lambda processes)
-inherits SANDBOX_INSTANCE=<token>; `stop()` ends the process group and then sweeps for any
+inherits SANDBOX_INSTANCE=<token>; `stop()` asks LocalStack to shut down, then kills any
 process still carrying the token, so `make down` leaves nothing of ours behind.
 """
 
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,8 +55,11 @@ def speed_settings() -> dict[str, str]:
 
     LocalStack's pollers wait 1 s after every batch and back off up to 10 s on an empty queue
     (200 SQS messages took ~25 s): poll again at once while there is work, keep the idle wait
-    short. Async Lambda retries wait 1 s (then 2 s) instead of AWS's minute."""
+    short. Async Lambda retries wait 1 s (then 2 s) instead of AWS's minute. LocalStack's
+    calls to itself (pollers, Lambda logs and metrics) skip HTTP: a warm invoke drops from
+    ~17 ms to ~10 ms."""
     return {
+        "IN_MEMORY_CLIENT": "1",
         "LAMBDA_EVENT_SOURCE_MAPPING_POLL_INTERVAL_SEC": "0",
         "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": "0.5",
         "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC": "5",
@@ -107,7 +111,7 @@ class EmbeddedSandbox:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: `stop()` signals all of it
+                start_new_session=True,  # no terminal signal (Ctrl-C in `make up`) reaches it
             )
         state = Running(process.pid, instance, self.port, str(self.log_file), time.time())
         self.state_file.write_text(json.dumps(asdict(state)))
@@ -127,13 +131,15 @@ class EmbeddedSandbox:
         state = self._recorded()
         if state is None:
             return 0
-        ours = processes_of(state.instance)
-        _signal_group(state.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and processes_of(state.instance):
-            time.sleep(0.2)
-        for pid in processes_of(state.instance):
+        # LocalStack stops its own children (Lambda processes, DynamoDB Local) on SIGTERM;
+        # whatever is left after the grace period is killed. Pids are remembered up front: a
+        # process that is exiting no longer shows its environment to `processes_of`.
+        ours = set(processes_of(state.instance)) | {state.pid}
+        _kill(state.pid, signal.SIGTERM)
+        _wait_until_gone(ours, lambda: processes_of(state.instance), grace)
+        for pid in ours | set(processes_of(state.instance)):
             _kill(pid, signal.SIGKILL)
+        _wait_until_gone(ours, lambda: processes_of(state.instance), grace)
         self.state_file.unlink(missing_ok=True)
         return len(ours)
 
@@ -172,11 +178,13 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _signal_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def _wait_until_gone(pids: set[int], more: Callable[[], list[int]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids |= set(more())
+        if not any(_alive(pid) for pid in pids):
+            return
+        time.sleep(0.1)
 
 
 def _kill(pid: int, sig: int) -> None:
