@@ -16,7 +16,6 @@ import base64
 import functools
 import itertools
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,7 @@ from sandbox.aws import Aws
 from sandbox.embedded import dynamodb_local
 from sandbox.embedded.launcher import EmbeddedSandbox, processes_of, speed_settings
 from sandbox.harness import await_value, unique_name
+from sandbox.health import free_port
 
 FUNCTIONS_DIR = Path(__file__).parent / "bench_functions"
 COLD_FUNCTIONS = 5
@@ -90,12 +90,6 @@ def main(messages: int = 200, warm_calls: int = 100) -> int:
     print("\nNotes: " + " ".join(notes(figures, messages)))
     print(f"\nBench sandbox (port {running.port}) stopped; its processes left: {len(left)} {left}")
     return 1 if left else 0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def elapsed_ms(call: Callable[[], Any]) -> float:

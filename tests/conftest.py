@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import sys
+import zipfile
 from pathlib import Path
 from types import ModuleType
 
@@ -22,3 +24,12 @@ def load_handler(folder: str, module: str = "app") -> ModuleType:
     finally:
         sys.path.remove(str(path.parent))
     return loaded
+
+
+def zip_files(files: dict[str, str]) -> bytes:
+    """A Lambda deployment zip holding these files (name -> source text)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return buffer.getvalue()

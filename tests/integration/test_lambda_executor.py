@@ -4,9 +4,7 @@ logs, warm reuse and concurrency. In embedded mode this exercises the local-proc
 from __future__ import annotations
 
 import base64
-import io
 import json
-import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -16,17 +14,10 @@ import pytest
 from sandbox import provision
 from sandbox.aws import Aws
 from sandbox.harness import await_value, unique_name
+from tests.conftest import zip_files
 
 pytestmark = pytest.mark.integration
 PROBE = Path(__file__).parent / "lambdas" / "probe"
-
-
-def _zip(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +106,7 @@ def test_an_exception_comes_back_in_lambdas_error_shape(aws: Aws, make_function)
 
 
 def test_a_module_that_cannot_be_imported_is_an_init_error(aws: Aws, make_function) -> None:
-    name = make_function(code=_zip({"app.py": "import no_such_module\n"}))
+    name = make_function(code=zip_files({"app.py": "import no_such_module\n"}))
     result = invoke(aws, name)
     assert result["error"] == "Unhandled"
     assert result["payload"]["errorType"] == "Runtime.ImportModuleError"
@@ -193,7 +184,7 @@ exports.handler = async (event, context) => {
 
 def test_nodejs_handlers_run_too(aws: Aws, make_function) -> None:
     name = make_function(
-        code=_zip({"index.js": NODE_HANDLER}), Runtime="nodejs20.x", Handler="index.handler"
+        code=zip_files({"index.js": NODE_HANDLER}), Runtime="nodejs20.x", Handler="index.handler"
     )
     ok = invoke(aws, name, {"say": "hi"})
     assert ok["error"] is None

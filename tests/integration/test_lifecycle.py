@@ -7,14 +7,12 @@ folder; the sandbox on 4566 (`make up`) is never touched."""
 
 from __future__ import annotations
 
-import io
 import ipaddress
 import json
 import os
 import socket
 import subprocess
 import sys
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,18 +24,13 @@ from sandbox.embedded import launcher
 from sandbox.embedded.dynamodb_local import SetupError
 from sandbox.embedded.launcher import EmbeddedSandbox, Running, processes_of
 from sandbox.harness import await_value, unique_name
-from sandbox.health import health, port_in_use
+from sandbox.health import free_port, health, port_in_use
+from tests.conftest import zip_files
 
 pytestmark = pytest.mark.integration
 START_TIMEOUT_S = 180  # 2 cores shared with other sandboxes: allow a slow start
 KILLED_EXIT_TIMEOUT_S = 15  # a SIGKILLed process only has to finish exiting
 LISTEN = "0A"  # the LISTEN state in /proc/net/tcp
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -81,14 +74,6 @@ def processes_with_environment(variable: str, value: str) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def in_memory_zip(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, text in files.items():
-            archive.writestr(name, text)
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +140,7 @@ def test_stop_leaves_none_of_its_processes_behind(own_sandbox: EmbeddedSandbox) 
         Handler="app.handler",
         Role=provision.ensure_role(aws, provision.LAMBDA_ROLE, "lambda.amazonaws.com"),
         Code={
-            "ZipFile": in_memory_zip(
+            "ZipFile": zip_files(
                 {"app.py": "import os\n\ndef handler(event, context):\n    return os.getpid()\n"}
             )
         },
