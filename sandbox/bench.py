@@ -69,6 +69,7 @@ class Figures:
     put_in_function_ms: float = 0.0
     batch_overhead_ms: float = 0.0
     memory_mb: dict[str, tuple[int, float]] = field(default_factory=dict)
+    proportional_mb: float = 0.0
 
 
 def main(messages: int = 200, warm_calls: int = 100) -> int:
@@ -83,6 +84,7 @@ def main(messages: int = 200, warm_calls: int = 100) -> int:
         aws = Aws(f"http://127.0.0.1:{running.port}")
         measure(aws, figures, messages, max(warm_calls, MIN_WARM_CALLS))
         figures.memory_mb = memory_by_kind(running.instance)
+        figures.proportional_mb = proportional_memory_mb(running.instance)
     finally:
         sandbox.stop()
         left = processes_of(running.instance)
@@ -246,6 +248,19 @@ def memory_by_kind(instance: str) -> dict[str, tuple[int, float]]:
     return totals
 
 
+def proportional_memory_mb(instance: str) -> float:
+    """Total PSS: each shared page counted once, split among the processes sharing it (the
+    forked Python environments share most of theirs with their template)."""
+    total_kb = 0
+    for pid in processes_of(instance):
+        try:
+            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        total_kb += next((int(line.split()[1]) for line in rollup if line.startswith("Pss:")), 0)
+    return total_kb / 1024
+
+
 def percentile(values: list[float], pct: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(pct / 100 * (len(ordered) - 1)))]
@@ -283,6 +298,7 @@ def table_rows(f: Figures, messages: int) -> list[Row]:
         row("context: first DynamoDB request (starts it)", f.first_dynamodb_ms, "ms"),
         row("context: import boto3 + client, bare Python", f.boto3_import_ms, "ms"),
         row("memory (VmRSS) after the throughput test", sum_mb, "MB"),
+        row("  the same as PSS (shared pages counted once)", f.proportional_mb, "MB"),
     ]
     by_size = sorted(f.memory_mb.items(), key=lambda kind: -kind[1][1])
     for kind, (count, mb) in by_size:

@@ -41,14 +41,14 @@ def decode(line: bytes) -> dict[str, Any]:
 
 
 def runtime_environment(
-    lambda_env: dict[str, Any], code_dir: str, runtime_fd: int, host_env: dict[str, str]
+    lambda_env: dict[str, Any], code_dir: str, host_env: dict[str, str]
 ) -> dict[str, str]:
     """The environment of a runtime process: what LocalStack passes (as strings), the task
-    root pointing at the function's code on this host, and a few host basics."""
+    root pointing at the function's code on this host, and a few host basics. (The message
+    descriptor, RUNTIME_FD_ENV, is added by whoever makes the pipe.)"""
     env = {key: host_env[key] for key in HOST_VARIABLES if key in host_env}
     env.update({key: str(value) for key, value in lambda_env.items() if value is not None})
     env["LAMBDA_TASK_ROOT"] = code_dir
-    env[RUNTIME_FD_ENV] = str(runtime_fd)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -84,10 +84,14 @@ def timeout_log_line(request_id: str, timeout_s: float) -> str:
 
 
 def exit_error(request_id: str, returncode: int | None) -> dict[str, Any]:
-    how = f"signal: {-returncode}" if returncode and returncode < 0 else f"exit status {returncode}"
-    return error_shape(
-        "Runtime.ExitError", f"RequestId: {request_id} Error: Runtime exited with error: {how}"
-    )
+    """The error of an invocation whose runtime process ended (crashed, or exited)."""
+    if returncode is None:  # a forked environment: its exit status went to the template
+        reason = "Runtime exited without providing a reason"
+    elif returncode < 0:
+        reason = f"Runtime exited with error: signal: {-returncode}"
+    else:
+        reason = f"Runtime exited with error: exit status {returncode}"
+    return error_shape("Runtime.ExitError", f"RequestId: {request_id} Error: {reason}")
 
 
 def timestamp() -> str:

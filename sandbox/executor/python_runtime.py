@@ -4,6 +4,9 @@ It imports the function's handler once (the init phase), then answers invocation
 stdin, one at a time, for as long as LocalStack keeps the environment warm. What the handler
 prints or logs is sent back line by line, so it reaches CloudWatch Logs even if the
 invocation later times out. See protocol.py for the messages.
+
+Run as `python_runtime.py --fork-server FD`, it is instead the template every environment is
+forked from (see `serve_forks`); run plainly, it is one environment.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import io
 import json
 import logging
 import os
+import signal
+import socket
 import sys
 import threading
 import time
@@ -22,14 +27,14 @@ from typing import Any
 from sandbox.executor.protocol import RUNTIME_FD_ENV, encode, error_shape
 
 _send_lock = threading.Lock()
-_out_fd = int(os.environ[RUNTIME_FD_ENV])
 
 
 def send(message: dict[str, Any]) -> None:
     data = encode(message)
+    out_fd = int(os.environ[RUNTIME_FD_ENV])
     with _send_lock:
         while data:
-            data = data[os.write(_out_fd, data) :]
+            data = data[os.write(out_fd, data) :]
 
 
 class LogStream(io.TextIOBase):
@@ -198,5 +203,45 @@ def main() -> None:
         send({"type": "result", "request_id": request["request_id"], **outcome})
 
 
+def serve_forks(control_fd: int) -> None:
+    """Be the template of every Python environment: import boto3 once (most of a cold
+    start), then for each request on the control socket fork a child that becomes one
+    environment. A request is {"env": {...}} with two descriptors: the environment's stdin
+    (requests) and its message pipe. The reply is {"pid": N}. Ends when the executor closes
+    the socket (LocalStack stopped)."""
+    import boto3  # noqa: F401  (imported here once; every fork starts with it loaded)
+
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps ended environments
+    control = socket.socket(fileno=control_fd)
+    while True:
+        try:
+            data, fds, _flags, _address = socket.recv_fds(control, 1 << 20, 2)
+        except OSError:
+            return
+        if not data:
+            return
+        environment = json.loads(data)["env"]
+        pid = os.fork()
+        if pid == 0:
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            os.dup2(fds[0], 0)
+            os.close(fds[0])
+            os.environ.clear()
+            os.environ.update({**environment, RUNTIME_FD_ENV: str(fds[1])})
+            try:
+                main()
+            except BaseException:
+                traceback.print_exc()
+                os._exit(1)
+            os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        control.sendall(json.dumps({"pid": pid}).encode())
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--fork-server"]:
+        serve_forks(int(sys.argv[2]))
+    else:
+        main()

@@ -41,10 +41,9 @@ def test_invoke_request_carries_the_deadline_from_the_timeout() -> None:
 def test_runtime_environment_keeps_localstack_variables_and_little_of_the_host() -> None:
     lambda_env = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": 128, "_HANDLER": "app.handler", "X": None}
     host = {"PATH": "/bin", "HOME": "/root", "GATEWAY_LISTEN": "127.0.0.1:4566"}
-    env = protocol.runtime_environment(lambda_env, "/code", 7, host)
+    env = protocol.runtime_environment(lambda_env, "/code", host)
     assert env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "128"
     assert env["LAMBDA_TASK_ROOT"] == "/code"
-    assert env[protocol.RUNTIME_FD_ENV] == "7"
     assert env["PATH"] == "/bin"
     assert "GATEWAY_LISTEN" not in env and "X" not in env
 
@@ -59,6 +58,8 @@ def test_timeout_is_reported_as_lambda_reports_it() -> None:
 def test_a_crashed_runtime_is_an_exit_error() -> None:
     assert "exit status 1" in protocol.exit_error("r", 1)["errorMessage"]
     assert "signal: 9" in protocol.exit_error("r", -9)["errorMessage"]
+    unknown = protocol.exit_error("r", None)["errorMessage"]
+    assert "Runtime exited without providing a reason" in unknown
 
 
 def test_report_line_has_lambdas_fields_and_init_duration_only_when_cold() -> None:

@@ -99,7 +99,10 @@ class Runtime:
             "AWS_LAMBDA_LOG_STREAM_NAME": "2024/01/01/[$LATEST]0123456789abcdef",
         }
         read_fd, write_fd = os.pipe()
-        env = protocol.runtime_environment(lambda_env, str(code_dir), write_fd, dict(os.environ))
+        env = {
+            **protocol.runtime_environment(lambda_env, str(code_dir), dict(os.environ)),
+            protocol.RUNTIME_FD_ENV: str(write_fd),
+        }
         self.process = subprocess.Popen(
             command, stdin=subprocess.PIPE, env=env, cwd=code_dir, pass_fds=(write_fd,)
         )
@@ -420,3 +423,37 @@ def test_node_unhandled_rejection_fails_and_ends_the_environment(
     assert any("Unhandled Promise Rejection" in line for line in logs), logs
     assert runtime.next_message() is None
     assert runtime.process.wait(timeout=READ_TIMEOUT_S) == 128
+
+
+def test_a_forked_python_environment_answers_like_a_started_one(tmp_path: Path) -> None:
+    """Python environments are forked from a template with boto3 loaded (ForkServer); a
+    fork must behave like a fresh process: its own environment, init, invoke, and an exit
+    message when it ends."""
+    from sandbox.executor.executor import ForkServer
+
+    # GIVEN a template process and a handler that reports its process and environment
+    (tmp_path / "app.py").write_text(
+        "import os, sys\n"
+        "def handler(event, context):\n"
+        "    return [os.getppid(), os.environ['MARK'], 'boto3' in sys.modules]\n"
+    )
+    server = ForkServer()
+    lambda_env = {"_HANDLER": "app.handler", "MARK": "fork-1", "AWS_LAMBDA_FUNCTION_NAME": "f"}
+    env = protocol.runtime_environment(lambda_env, str(tmp_path), dict(os.environ))
+    try:
+        # WHEN an environment is forked and invoked
+        process = server.fork(env)
+        assert process.messages.get(timeout=READ_TIMEOUT_S)["type"] == "ready"
+        request = protocol.invoke_request(
+            {"invoke-id": "r1", "invoked-function-arn": "arn", "payload": "{}"}, 3, 0
+        )
+        process.send(request)
+        result = process.messages.get(timeout=READ_TIMEOUT_S)
+        # THEN it answers from a child of the template, with its own variables, boto3 loaded
+        assert result["ok"], result
+        assert json.loads(result["payload"]) == [server._process.pid, "fork-1", True]
+        process.kill()
+        assert process.messages.get(timeout=READ_TIMEOUT_S) == {"type": "exit", "returncode": None}
+    finally:
+        server._socket.close()  # the template ends when the executor's side closes
+        assert server._process.wait(timeout=READ_TIMEOUT_S) == 0
