@@ -18,7 +18,6 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -28,11 +27,9 @@ from sandbox.aws import Aws
 
 LOG = logging.getLogger(__name__)
 HANDLERS_DIR = settings.PROJECT_ROOT / "handlers"
-STATE_MACHINES_DIR = settings.PROJECT_ROOT / "state_machines"
 BUILD_DIR = settings.STATE_DIR / "build"
 LAMBDA_RUNTIME = "python3.13"
 LAMBDA_ROLE = "sandbox-lambda-role"
-STATES_ROLE = "sandbox-states-role"
 
 
 @dataclass(frozen=True)
@@ -308,30 +305,4 @@ def ensure_rule(
     if stale:
         events.remove_targets(Rule=name, EventBusName=bus, Ids=sorted(stale))
     events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
-    return arn
-
-
-# -- Step Functions ------------------------------------------------------------------
-def render_state_machine(file_name: str, substitutions: dict[str, str]) -> str:
-    """An ASL file from state_machines/ with ${Name} placeholders filled (ARNs, never
-    hard-coded account ids); a placeholder left unfilled is an error."""
-    text = (STATE_MACHINES_DIR / file_name).read_text()
-    rendered = Template(text).substitute(substitutions)
-    json.loads(rendered)  # fail here, with the file's name in the traceback, not in LocalStack
-    return rendered
-
-
-def ensure_state_machine(aws: Aws, name: str, definition: str, *, type_: str = "STANDARD") -> str:
-    """A state machine with this definition; returns its ARN."""
-    sfn = aws.client("stepfunctions")
-    role = ensure_role(aws, STATES_ROLE, "states.amazonaws.com")
-    arn = f"arn:aws:states:{aws.region}:{aws.account_id}:stateMachine:{name}"
-    try:
-        current = sfn.describe_state_machine(stateMachineArn=arn)
-    except sfn.exceptions.StateMachineDoesNotExist:
-        return sfn.create_state_machine(name=name, definition=definition, roleArn=role, type=type_)[
-            "stateMachineArn"
-        ]
-    if current["definition"] != definition:
-        sfn.update_state_machine(stateMachineArn=arn, definition=definition, roleArn=role)
     return arn
