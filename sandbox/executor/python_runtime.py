@@ -27,14 +27,14 @@ from typing import Any
 from sandbox.executor.protocol import RUNTIME_FD_ENV, encode, error_shape
 
 _send_lock = threading.Lock()
+_out_fd = -1  # the message pipe; main() reads it from RUNTIME_FD_ENV before any handler runs
 
 
 def send(message: dict[str, Any]) -> None:
     data = encode(message)
-    out_fd = int(os.environ[RUNTIME_FD_ENV])
     with _send_lock:
         while data:
-            data = data[os.write(out_fd, data) :]
+            data = data[os.write(_out_fd, data) :]
 
 
 class LogStream(io.TextIOBase):
@@ -178,6 +178,8 @@ def invoke(handler: Any, request: dict[str, Any], request_ids: _RequestIdFilter)
 
 
 def main() -> None:
+    global _out_fd
+    _out_fd = int(os.environ[RUNTIME_FD_ENV])
     code_dir = os.environ["LAMBDA_TASK_ROOT"]
     sys.path[0] = code_dir  # replaces this file's folder
     os.chdir(code_dir)
