@@ -167,7 +167,6 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    settings.apply_client_defaults()
     try:
         return args.run(args)
     except (

@@ -46,8 +46,8 @@ def localstack_environment(port: int, instance: str, root: Path) -> dict[str, st
         "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR_NAME,
         **speed_settings(),
     }
-    merged = {**env, **{k: v for k, v in os.environ.items() if k in env and k != "GATEWAY_LISTEN"}}
-    return {**os.environ, **merged, "SANDBOX_INSTANCE": instance}
+    users = {k: os.environ[k] for k in env if k in os.environ and k != "GATEWAY_LISTEN"}
+    return {**os.environ, **env, **users, "SANDBOX_INSTANCE": instance}
 
 
 def speed_settings() -> dict[str, str]:
@@ -152,7 +152,12 @@ class EmbeddedSandbox:
 
 def processes_of(instance: str) -> list[int]:
     """Pids of live processes whose environment carries this sandbox instance token."""
-    marker = f"SANDBOX_INSTANCE={instance}".encode()
+    return processes_with("SANDBOX_INSTANCE", instance)
+
+
+def processes_with(variable: str, value: str) -> list[int]:
+    """Pids of live processes whose environment has variable=value (others' are unreadable)."""
+    marker = f"{variable}={value}".encode()
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

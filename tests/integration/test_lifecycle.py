@@ -63,19 +63,6 @@ def command_line(pid: int) -> str:
         return ""
 
 
-def processes_with_environment(variable: str, value: str) -> list[int]:
-    """Pids of processes whose environment has variable=value (others' are unreadable)."""
-    marker = f"{variable}={value}".encode()
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.fixture(scope="module")
 def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedSandbox, Running]]:
     """One sandbox shared by the tests that only look at a started one."""
@@ -190,7 +177,7 @@ def test_a_port_held_by_something_else_is_refused(tmp_path: Path) -> None:
     assert f"Port {sandbox.port}" in message and "Nothing was started" in message
     assert not state_dir.exists()
     assert sandbox.running() is None
-    assert processes_with_environment("FILESYSTEM_ROOT", str(sandbox.root)) == []
+    assert launcher.processes_with("FILESYSTEM_ROOT", str(sandbox.root)) == []
 
 
 def test_an_unknown_pattern_lists_the_known_ones(tmp_path: Path) -> None:
