@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +31,8 @@ HANDLERS_DIR = settings.PROJECT_ROOT / "handlers"
 BUILD_DIR = settings.STATE_DIR / "build"
 LAMBDA_RUNTIME = "python3.13"
 LAMBDA_ROLE = "sandbox-lambda-role"
+STATES_ROLE = "sandbox-states-role"
+STATE_MACHINES_DIR = settings.PROJECT_ROOT / "state_machines"
 
 
 @dataclass(frozen=True)
@@ -305,4 +308,95 @@ def ensure_rule(
     if stale:
         events.remove_targets(Rule=name, EventBusName=bus, Ids=sorted(stale))
     events.put_targets(Rule=name, EventBusName=bus, Targets=targets)
+    return arn
+
+
+# -- S3 and SNS ----------------------------------------------------------------------
+def ensure_bucket(aws: Aws, name: str) -> str:
+    """A bucket; returns its name."""
+    s3 = aws.client("s3")
+    try:
+        s3.head_bucket(Bucket=name)
+    except ClientError:
+        s3.create_bucket(Bucket=name)
+    return name
+
+
+def ensure_topic(aws: Aws, name: str) -> str:
+    """A topic (create_topic is idempotent by name); returns its ARN."""
+    attributes = {"FifoTopic": "true"} if name.endswith(".fifo") else {}
+    return aws.client("sns").create_topic(Name=name, Attributes=attributes)["TopicArn"]
+
+
+def subscribe_queue(
+    aws: Aws, topic_arn: str, queue: Queue, *, filter_policy: dict[str, Any] | None = None
+) -> str:
+    """Deliver the topic's messages to the queue (raw: the body is the message itself);
+    returns the subscription ARN. Also allows the topic to send to the queue."""
+    sns = aws.client("sns")
+    attributes = {"RawMessageDelivery": "true"}
+    if filter_policy is not None:
+        attributes["FilterPolicy"] = json.dumps(filter_policy)
+    allow_service_to_send(aws, queue, "sns.amazonaws.com", [topic_arn])
+    found = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    for subscription in found:
+        if subscription["Endpoint"] == queue.arn:
+            arn: str = subscription["SubscriptionArn"]
+            for key, value in attributes.items():
+                sns.set_subscription_attributes(
+                    SubscriptionArn=arn, AttributeName=key, AttributeValue=value
+                )
+            return arn
+    return sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue.arn,
+        Attributes=attributes,
+        ReturnSubscriptionArn=True,
+    )["SubscriptionArn"]
+
+
+# -- Step Functions ------------------------------------------------------------------
+_PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
+
+
+def render_state_machine(path: Path, substitutions: dict[str, str]) -> str:
+    """The ASL file with every `${Name}` replaced (resource ARNs are filled in at bootstrap,
+    never written into the file). A placeholder without a value, or a value without a
+    placeholder, is an error naming it."""
+    text = path.read_text()
+    used = set(_PLACEHOLDER.findall(text))
+    missing, unused = used - substitutions.keys(), substitutions.keys() - used
+    if missing or unused:
+        raise ValueError(
+            f"{path.name}: placeholders without a value: {sorted(missing)}; "
+            f"values without a placeholder: {sorted(unused)}"
+        )
+    rendered = _PLACEHOLDER.sub(lambda m: substitutions[m.group(1)], text)
+    json.loads(rendered)  # fail here, naming the file, rather than inside CreateStateMachine
+    return rendered
+
+
+def ensure_state_machine(
+    aws: Aws,
+    name: str,
+    definition_file: str,
+    substitutions: dict[str, str] | None = None,
+    *,
+    kind: str = "STANDARD",
+) -> str:
+    """A state machine from `state_machines/<definition_file>`, its definition kept up to
+    date; returns its ARN."""
+    sfn = aws.client("stepfunctions")
+    definition = render_state_machine(STATE_MACHINES_DIR / definition_file, substitutions or {})
+    arn = f"arn:aws:states:{aws.region}:{aws.account_id}:stateMachine:{name}"
+    try:
+        current = sfn.describe_state_machine(stateMachineArn=arn)
+    except sfn.exceptions.StateMachineDoesNotExist:
+        role = ensure_role(aws, STATES_ROLE, "states.amazonaws.com")
+        return sfn.create_state_machine(name=name, definition=definition, roleArn=role, type=kind)[
+            "stateMachineArn"
+        ]
+    if json.loads(current["definition"]) != json.loads(definition):
+        sfn.update_state_machine(stateMachineArn=arn, definition=definition)
     return arn

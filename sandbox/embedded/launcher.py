@@ -34,6 +34,11 @@ class Running:
     started_at: float
 
 
+# Step Functions Local-style mocked responses (pattern mocked-integrations). LocalStack reads
+# the file at each mocked execution, so edits apply without a restart.
+SFN_MOCK_CONFIG = "state_machines/mocked_integrations.mock_config.json"
+
+
 def localstack_environment(port: int, instance: str, root: Path) -> dict[str, str]:
     """LocalStack's settings in embedded mode; the user's own environment wins where set."""
     env = {
@@ -44,6 +49,7 @@ def localstack_environment(port: int, instance: str, root: Path) -> dict[str, st
         "OVERRIDE_IN_DOCKER": "0",  # some hosts have /.dockerenv; we want host paths
         "FILESYSTEM_ROOT": str(root),
         "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR_NAME,
+        "SFN_MOCK_CONFIG": str(settings.PROJECT_ROOT / SFN_MOCK_CONFIG),
         **speed_settings(),
     }
     users = {k: os.environ[k] for k in env if k in os.environ and k != "GATEWAY_LISTEN"}

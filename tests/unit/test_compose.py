@@ -35,3 +35,10 @@ def test_auth_token_is_passed_through_when_set() -> None:
 def test_speed_settings_match_embedded_mode() -> None:
     for key, value in launcher.speed_settings().items():
         assert ENVIRONMENT[key] == value
+
+
+def test_step_functions_mock_config_is_the_same_file_in_both_modes() -> None:
+    mounted = {volume.split(":")[1]: volume.split(":")[0] for volume in LOCALSTACK["volumes"][1:]}
+    folder, _, name = ENVIRONMENT["SFN_MOCK_CONFIG"].rpartition("/")
+    assert mounted[folder] == "./" + launcher.SFN_MOCK_CONFIG.rpartition("/")[0]
+    assert name == launcher.SFN_MOCK_CONFIG.rpartition("/")[2]
