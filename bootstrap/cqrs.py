@@ -1,0 +1,115 @@
+"""Provision cqrs: command Lambda -> event store (DynamoDB, stream) -> projector Lambda ->
+read model (DynamoDB) <- query Lambda."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox.aws import Aws
+from sandbox.provision import Queue, ensure_function, ensure_queue, ensure_table
+
+MAX_RETRY_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class Cqrs:
+    events_table: str
+    events_stream_arn: str
+    read_model_table: str
+    faults_table: str
+    command_function: str
+    projector_function: str
+    query_function: str
+    projector_mapping: str
+    projector_failures: Queue
+    max_retry_attempts: int
+
+
+def provision(aws: Aws) -> Cqrs:
+    events_table = ensure_table(
+        aws,
+        "cqrs-events",
+        hash_key="aggregate_id",
+        range_key="version",
+        key_types={"version": "N"},
+        stream_view="NEW_IMAGE",
+    )
+    stream_arn = aws.client("dynamodb").describe_table(TableName=events_table)["Table"][
+        "LatestStreamArn"
+    ]
+    read_model = ensure_table(aws, "cqrs-read-model")
+    # Sandbox-only: counts deliveries of events marked to fail once (see handlers/cqrs).
+    faults = ensure_table(aws, "cqrs-projector-faults")
+    # Batches the stream gives up on (after MaximumRetryAttempts) are recorded here.
+    failures = ensure_queue(aws, "cqrs-projector-failures")
+
+    command_fn, projector_fn, query_fn = "cqrs-commands", "cqrs-projector", "cqrs-queries"
+    ensure_function(
+        aws,
+        command_fn,
+        "cqrs",
+        handler="app.command_handler",
+        environment={"EVENTS_TABLE": events_table},
+        timeout=5,
+    )
+    ensure_function(
+        aws,
+        projector_fn,
+        "cqrs",
+        handler="app.projector_handler",
+        environment={"READ_MODEL_TABLE": read_model, "FAULTS_TABLE": faults},
+        timeout=10,
+    )
+    ensure_function(
+        aws,
+        query_fn,
+        "cqrs",
+        handler="app.query_handler",
+        environment={"READ_MODEL_TABLE": read_model},
+        timeout=5,
+    )
+    mapping = ensure_stream_mapping(
+        aws,
+        projector_fn,
+        stream_arn,
+        BatchSize=10,
+        FunctionResponseTypes=["ReportBatchItemFailures"],
+        MaximumRetryAttempts=MAX_RETRY_ATTEMPTS,
+        DestinationConfig={"OnFailure": {"Destination": failures.arn}},
+    )
+    return Cqrs(
+        events_table,
+        stream_arn,
+        read_model,
+        faults,
+        command_fn,
+        projector_fn,
+        query_fn,
+        mapping,
+        failures,
+        MAX_RETRY_ATTEMPTS,
+    )
+
+
+def ensure_stream_mapping(aws: Aws, function: str, stream_arn: str, **config: Any) -> str:
+    """A stream -> function mapping reading from the stream's start; returns its UUID.
+
+    Not `provision.ensure_event_source_mapping`: a stream mapping needs StartingPosition at
+    creation, and UpdateEventSourceMapping refuses that parameter, so the shared helper
+    cannot both create and update one."""
+    lambda_ = aws.client("lambda")
+    found = lambda_.list_event_source_mappings(FunctionName=function, EventSourceArn=stream_arn)
+    if found["EventSourceMappings"]:
+        uuid: str = found["EventSourceMappings"][0]["UUID"]
+        lambda_.update_event_source_mapping(
+            UUID=uuid, FunctionName=function, Enabled=True, **config
+        )
+        return uuid
+    return lambda_.create_event_source_mapping(
+        FunctionName=function,
+        EventSourceArn=stream_arn,
+        Enabled=True,
+        StartingPosition="TRIM_HORIZON",
+        **config,
+    )["UUID"]
