@@ -1,0 +1,178 @@
+"""Scenario for consistent-hashing: keys routed to SQS shard queues by a ring in DynamoDB.
+
+1. A ring of nodes a..d (64 virtual nodes each) is written to DynamoDB.
+2. A key always lands on the same shard (one key sent three times; 200 keys each found on
+   the queue the router named).
+3. Adding node e moves about 1/N of the 200 keys, and every moved key moves to e.
+4. Removing node b moves exactly the keys b had; no other key moves.
+5. Bad input: a message without a key is rejected and the others still go (sent = landed +
+   rejected); a request without a ring, or for a ring with no nodes, gets a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, unique_name
+
+KEYS = 200
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    lambda_, sqs = aws.client("lambda"), aws.client("sqs")
+    ring = unique_name("ring")
+    keys = [f"customer-{i:03d}-{ring[-4:]}" for i in range(KEYS)]
+
+    def invoke(function: str, payload: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+        answer = lambda_.invoke(FunctionName=function, Payload=json.dumps(payload))
+        return answer.get("FunctionError"), json.loads(answer["Payload"].read())
+
+    def admin(action: str, node: str) -> dict[str, Any]:
+        request = {"action": action, "ring": ring, "node": node, "vnodes": res.vnodes}
+        if action == "add":
+            request["queue_url"] = res.shards[node].url
+        error, answer = invoke(res.admin_function, request)
+        assert error is None, answer
+        return answer
+
+    def route(phase: str, batch: list[str]) -> dict[str, Any]:
+        messages = [
+            {"key": k, "body": json.dumps({"ring": ring, "phase": phase, "key": k})} for k in batch
+        ]
+        error, answer = invoke(res.router_function, {"ring": ring, "messages": messages})
+        assert error is None, answer
+        return answer
+
+    def landed(phase: str, count: int) -> list[tuple[str, str]]:
+        """(key, shard) of each message of this phase found on the shard queues."""
+        return _drain(sqs, res.shards, ring, phase, count)
+
+    with s.step("A ring of four nodes, with virtual nodes, is kept in DynamoDB"):
+        for node in "abcd":
+            answer = admin("add", node)
+        s.check("points per node", expected=dict.fromkeys("abcd", res.vnodes), seen=answer["nodes"])
+        stored = aws.client("dynamodb").query(
+            TableName=res.ring_table,
+            KeyConditionExpression="#r = :r",
+            ExpressionAttributeNames={"#r": "ring"},
+            ExpressionAttributeValues={":r": {"S": ring}},
+            Select="COUNT",
+        )["Count"]
+        s.check("ring items in DynamoDB", expected=4 * res.vnodes, seen=stored)
+
+    with s.step("A key always lands on the same shard"):
+        for _ in range(3):
+            route("repeat", [keys[0]])
+        found = landed("repeat", 3)
+        s.check("shards the three copies of one key reached", expected=1, seen=len(set(found)))
+        s.note(f"{keys[0]} -> shard {found[0][1]}")
+        answer = route("four", keys)
+        said = {r["key"]: r["node"] for r in answer["routed"]}
+        four = dict(landed("four", KEYS))
+        s.check("keys found on the shard queues", expected=KEYS, seen=len(four))
+        s.check(
+            "keys found on another shard than the router named",
+            expected={},
+            seen={k: (said.get(k), shard) for k, shard in four.items() if said.get(k) != shard},
+        )
+        s.note(f"keys per shard: {_per_shard(four)}")
+
+    with s.step("Adding a node moves about 1/N of the keys, all to the new node"):
+        admin("add", "e")
+        route("five", keys)
+        five = dict(landed("five", KEYS))
+        moved = {k: five[k] for k in keys if five[k] != four[k]}
+        s.check("where moved keys went", expected={"e"}, seen=set(moved.values()))
+        share = len(moved) / KEYS
+        s.check_that(
+            "share of keys moved (N=5)",
+            0.5 / 5 <= share <= 1.5 / 5,
+            expected="about 1/5 (0.10..0.30)",
+            seen=f"{len(moved)}/{KEYS} = {share:.2f}",
+        )
+        s.note(f"keys per shard: {_per_shard(five)}")
+
+    with s.step("Removing a node moves only its keys"):
+        answer = admin("remove", "b")
+        s.check("nodes left", expected=["a", "c", "d", "e"], seen=sorted(answer["nodes"]))
+        route("four-again", keys)
+        after = dict(landed("four-again", KEYS))
+        moved_keys = {k for k in keys if after[k] != five[k]}
+        b_keys = {k for k in keys if five[k] == "b"}
+        s.check("keys moved", expected=len(b_keys), seen=len(moved_keys))
+        s.check("moved keys that were not b's", expected=set(), seen=moved_keys - b_keys)
+        s.check_that(
+            "no key is left on b",
+            "b" not in after.values(),
+            expected="no b",
+            seen=_per_shard(after),
+        )
+
+    with s.step("Bad input: a keyless message is rejected, the rest still go"):
+        messages = [
+            {"key": keys[1], "body": json.dumps({"ring": ring, "phase": "bad", "key": keys[1]})},
+            {"body": "no key here"},
+            {"key": keys[2], "body": json.dumps({"ring": ring, "phase": "bad", "key": keys[2]})},
+        ]
+        error, answer = invoke(res.router_function, {"ring": ring, "messages": messages})
+        s.check(
+            "rejected",
+            expected=[{"index": 1, "reason": "no string 'key'"}],
+            seen=answer["rejected"],
+        )
+        arrived = landed("bad", 2)
+        s.check(
+            "sent = landed + rejected",
+            expected=len(messages),
+            seen=len(arrived) + len(answer["rejected"]),
+        )
+        error, answer = invoke(res.router_function, {"messages": []})
+        s.check("no ring: error type", expected="InvalidRequest", seen=answer.get("errorType"))
+        s.note(answer.get("errorMessage", ""))
+        error, answer = invoke(res.router_function, {"ring": unique_name("empty"), "messages": []})
+        s.check("empty ring: error type", expected="EmptyRing", seen=answer.get("errorType"))
+
+
+def _drain(
+    sqs: Any, shards: dict[str, Any], ring: str, phase: str, count: int
+) -> list[tuple[str, str]]:
+    """Receive from every shard queue until `count` messages of this ring and phase arrived;
+    each received message is deleted (older runs' leftovers too)."""
+    found: list[tuple[str, str]] = []
+
+    def receive_round() -> int:
+        for shard, queue in shards.items():
+            messages = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            for message in messages:
+                body = json.loads(message["Body"])
+                if body.get("ring") == ring and body.get("phase") == phase:
+                    found.append((body["key"], shard))
+            if messages:
+                sqs.delete_message_batch(
+                    QueueUrl=queue.url,
+                    Entries=[
+                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                        for i, m in enumerate(messages)
+                    ],
+                )
+        return len(found)
+
+    await_value(
+        receive_round,
+        until=lambda n: n >= count,
+        timeout=30,
+        interval=0.05,
+        waiting_for=f"{count} '{phase}' messages on the shard queues",
+    )
+    return found
+
+
+def _per_shard(where: dict[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for shard in where.values():
+        counts[shard] = counts.get(shard, 0) + 1
+    return dict(sorted(counts.items()))
