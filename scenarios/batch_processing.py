@@ -1,0 +1,193 @@
+"""Scenario for batch-processing.
+
+1. SQS batch with partial failures: one batch of valid records, one that fails once, and a
+   malformed body. Only the failed records are received again (attempts per message id);
+   the malformed one ends in the DLQ; every valid record is written once.
+2. A record delivered again is not written again (Powertools idempotency).
+3. Step Functions: N records in S3 at chunk size k make ceil(N/k) Map iterations (history);
+   the invalid ones are reported with a reason, the valid ones written once; N = written +
+   rejected. Running the same job again writes nothing twice.
+4. An unusable job input (chunk size 0) fails through the Catch with a clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from sandbox import executions
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, holds_for, unique_name
+
+TOTAL, CHUNK_SIZE = 23, 5
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    sqs, dynamodb, s3 = aws.client("sqs"), aws.client("dynamodb"), aws.client("s3")
+    run_id = unique_name("batch")
+
+    def attempts(message_id: str) -> int:
+        item = dynamodb.get_item(TableName=res.attempts_table, Key={"id": {"S": message_id}})
+        return int(item.get("Item", {}).get("attempts", {}).get("N", 0))
+
+    def writes(record_id: str) -> int:
+        item = dynamodb.get_item(TableName=res.records_table, Key={"id": {"S": record_id}})
+        return int(item.get("Item", {}).get("writes", {}).get("N", 0))
+
+    valid_ids = [f"{run_id}-sqs-{i}" for i in range(6)]
+    flaky_id = f"{run_id}-sqs-flaky"
+    bad_body = f"not a record {run_id}"
+    with s.step("An SQS batch with partial failures: only the failed records are retried"):
+        entries = [
+            {"Id": f"v{i}", "MessageBody": json.dumps({"id": rid, "amount": i})}
+            for i, rid in enumerate(valid_ids)
+        ]
+        entries.append(
+            {
+                "Id": "flaky",
+                "MessageBody": json.dumps({"id": flaky_id, "amount": 7, "simulate_failures": 1}),
+            }
+        )
+        entries.append({"Id": "bad", "MessageBody": bad_body})
+        sent = sqs.send_message_batch(QueueUrl=res.queue.url, Entries=entries)
+        s.check("messages accepted", expected=len(entries), seen=len(sent.get("Successful", [])))
+        message_ids = {e["Id"]: e["MessageId"] for e in sent["Successful"]}
+        s.note(f"sent {len(valid_ids)} valid, 1 failing once (simulated), 1 malformed")
+
+        await_value(
+            lambda: writes(flaky_id),
+            timeout=30,
+            waiting_for="the record that failed once to be written on its retry",
+        )
+        s.check("the failing record's attempts", expected=2, seen=attempts(message_ids["flaky"]))
+        dead = await_value(
+            lambda: _find(sqs, res.dlq.url, bad_body),
+            timeout=30,
+            waiting_for="the malformed message in the DLQ",
+        )
+        sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+        s.check(
+            "the malformed message's attempts before the DLQ",
+            expected=res.max_receive_count,
+            seen=attempts(message_ids["bad"]),
+        )
+        valid_attempts = [attempts(message_ids[f"v{i}"]) for i in range(len(valid_ids))]
+        s.check("attempts of each valid record", expected=[1] * len(valid_ids), seen=valid_attempts)
+        s.check(
+            "writes of each valid record",
+            expected=[1] * (len(valid_ids) + 1),
+            seen=[writes(rid) for rid in [*valid_ids, flaky_id]],
+        )
+        processed = sum(writes(rid) for rid in [*valid_ids, flaky_id])
+        s.check(
+            "messages in = processed + in the DLQ",
+            expected=len(entries),
+            seen=processed + 1,
+        )
+
+    with s.step("A record delivered again is not written again (idempotency)"):
+        again = sqs.send_message(
+            QueueUrl=res.queue.url, MessageBody=json.dumps({"id": valid_ids[0], "amount": 0})
+        )["MessageId"]
+        await_value(lambda: attempts(again), timeout=30, waiting_for="the redelivered record")
+        holds_for(lambda: writes(valid_ids[0]), until=lambda n: n == 1, duration=2)
+        s.check("writes of the record delivered twice", expected=1, seen=writes(valid_ids[0]))
+        s.check("the second delivery's attempts", expected=1, seen=attempts(again))
+
+    records, invalid_ids = _job_records(run_id)
+    key = f"{run_id}/input.json"
+    s3.put_object(Bucket=res.bucket, Key=key, Body=json.dumps(records).encode())
+    job = {"bucket": res.bucket, "key": key, "chunk_size": CHUNK_SIZE}
+    chunks = math.ceil(TOTAL / CHUNK_SIZE)
+    valid = [r["id"] for r in records if r.get("id") and r["id"] not in invalid_ids]
+    with s.step(f"Step Functions: {TOTAL} records at chunk size {CHUNK_SIZE} -> {chunks} chunks"):
+        done = executions.run(aws, res.state_machine_arn, job, timeout=60)
+        s.check("execution", expected="SUCCEEDED", seen=done.status)
+        s.check(
+            "Map iterations in the history", expected=chunks, seen=done.count("MapIterationStarted")
+        )
+        s.check(
+            "chunk runs in the history", expected=chunks, seen=done.entered.count("ProcessChunk")
+        )
+        report = done.output
+        s.check("records in the report", expected=TOTAL, seen=report["records"])
+        s.check(
+            "invalid records reported",
+            expected=sorted(invalid_ids),
+            seen=sorted(entry["id"] for entry in report["invalid"]),
+        )
+        s.note("reasons: " + "; ".join(entry["reason"] for entry in report["invalid"]))
+        s.check(
+            "records = written + rejected",
+            expected=TOTAL,
+            seen=report["written"] + report["rejected"],
+        )
+        s.check(
+            "valid records written once each",
+            expected=[1] * len(valid),
+            seen=[writes(r) for r in valid],
+        )
+        s.check(
+            "invalid records written",
+            expected=[0] * len(invalid_ids),
+            seen=[writes(r) for r in invalid_ids],
+        )
+
+    with s.step("The same job run again writes nothing twice"):
+        again_done = executions.run(aws, res.state_machine_arn, job, timeout=60)
+        s.check("execution", expected="SUCCEEDED", seen=again_done.status)
+        s.check(
+            "valid records still written once",
+            expected=[1] * len(valid),
+            seen=[writes(r) for r in valid],
+        )
+
+    with s.step("An unusable input (chunk size 0) fails through the Catch, saying why"):
+        failed = executions.run(aws, res.state_machine_arn, {**job, "chunk_size": 0}, timeout=60)
+        s.check("execution", expected="FAILED", seen=failed.status)
+        s.check("error", expected="InvalidInput", seen=failed.error)
+        s.check_that(
+            "the cause names the problem",
+            "chunk_size must be a positive integer" in (failed.cause or ""),
+            expected="chunk_size must be a positive integer",
+            seen=failed.cause,
+        )
+        s.check_that(
+            "states entered",
+            "RejectInput" in failed.entered and "ProcessChunks" not in failed.entered,
+            expected="Split then RejectInput (the Catch), no chunks",
+            seen=failed.entered,
+        )
+
+
+def _job_records(run_id: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """TOTAL records for the job; three are invalid (negative, not a number, no id)."""
+    records: list[dict[str, Any]] = [
+        {"id": f"{run_id}-job-{i:02d}", "amount": i} for i in range(TOTAL)
+    ]
+    records[4]["amount"] = -1
+    records[11]["amount"] = "eleven"
+    del records[17]["id"]
+    invalid = [
+        records[4]["id"],
+        records[11]["id"],
+        f"chunk {17 // CHUNK_SIZE} item {17 % CHUNK_SIZE}",
+    ]
+    return records, invalid
+
+
+def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
+    """The message with this body if it is in the queue now (others are made visible again)."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=10
+    ).get("Messages", [])
+    found = None
+    for message in received:
+        if message["Body"] == body and found is None:
+            found = message
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return found
