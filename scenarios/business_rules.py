@@ -1,0 +1,292 @@
+"""Scenario for business-rules: rules kept in DynamoDB, evaluated by a workflow, one audit
+row per request.
+
+1. The seeded rule set is in the rules table.
+2. Six requests (started together) each get the decision their rules give: the execution's
+   output, the path it took through the workflow, and its audit row all agree.
+3. Rules are data: a rule set written now decides the next request, no deploy.
+4. Bad input (no rule set named, a fact of the wrong type, an unknown rule set, a body that
+   is not an object) fails in a named state; the history shows the Catch that fired, and the
+   request is audited as REJECTED with nothing else written.
+5. Every request of this run has exactly one audit row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from sandbox import executions
+from sandbox.aws import Aws
+from sandbox.executions import Execution
+from sandbox.harness import Scenario, unique_name
+
+DECIDED_PATH = [
+    "ValidateRequest",
+    "LoadRuleSet",
+    "EvaluateRules",
+    "RecordDecision",
+    "RouteDecision",
+]
+END_STATE = {"APPROVED": "Approved", "MANUAL_REVIEW": "SentToReview", "DECLINED": "Declined"}
+
+# (case, facts, expected decision, the rule that decides) against the seeded purchase-approval
+REQUESTS = [
+    (
+        "small",
+        {"amount": 50, "category": "books", "customerTier": "standard"},
+        "APPROVED",
+        "default",
+    ),
+    (
+        "standard-2500",
+        {"amount": 2500, "category": "electronics", "customerTier": "standard"},
+        "MANUAL_REVIEW",
+        "standard-over-1000",
+    ),
+    (
+        "gold-2500",
+        {"amount": 2500, "category": "electronics", "customerTier": "gold"},
+        "APPROVED",
+        "default",
+    ),
+    (
+        "gold-7000",
+        {"amount": 7000, "category": "electronics", "customerTier": "gold"},
+        "MANUAL_REVIEW",
+        "gold-over-5000",
+    ),
+    (
+        "gold-20000",
+        {"amount": 20000, "category": "cars", "customerTier": "gold"},
+        "DECLINED",
+        "over-hard-limit",
+    ),
+    (
+        "gambling",
+        {"amount": 10, "category": "gambling", "customerTier": "gold"},
+        "DECLINED",
+        "blocked-category",
+    ),
+]
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    dynamodb = aws.client("dynamodb")
+    run_id = unique_name("br")
+    audited: list[str] = []
+    deserialize = TypeDeserializer().deserialize
+
+    def audit_row(request_id: str) -> dict[str, Any] | None:
+        item = dynamodb.get_item(
+            TableName=res.audit_table, Key={"requestId": {"S": request_id}}, ConsistentRead=True
+        ).get("Item")
+        return {k: deserialize(v) for k, v in item.items()} if item else None
+
+    def start_all(cases: dict[str, Any], state_machine: str) -> dict[str, Execution]:
+        started = {
+            case: executions.start(aws, state_machine, payload, name=f"{run_id}-{case}")
+            for case, payload in cases.items()
+        }
+        audited.extend(f"{run_id}-{case}" for case in cases)
+        return {case: executions.finish(aws, arn, timeout=60) for case, arn in started.items()}
+
+    with s.step("The rules live in DynamoDB (seeded by the bootstrap)"):
+        item = dynamodb.get_item(
+            TableName=res.rules_table, Key={"ruleSet": {"S": "purchase-approval"}}
+        ).get("Item")
+        s.check_that(
+            "rule set purchase-approval stored",
+            item is not None,
+            expected="an item",
+            seen="an item" if item else None,
+        )
+        rule_set = {k: deserialize(v) for k, v in item.items()}
+        s.check("version", expected=3, seen=int(rule_set["version"]))
+        s.check(
+            "rules, in order",
+            expected=[
+                "blocked-category",
+                "over-hard-limit",
+                "standard-over-1000",
+                "gold-over-5000",
+            ],
+            seen=[r["id"] for r in rule_set["rules"]],
+        )
+        s.check("default decision", expected="APPROVED", seen=rule_set["default"]["decision"])
+
+    with s.step(
+        f"{len(REQUESTS)} requests, started together, each get the decision their rules give"
+    ):
+        done = start_all(
+            {
+                case: {"ruleSet": "purchase-approval", "facts": facts}
+                for case, facts, _, _ in REQUESTS
+            },
+            res.state_machine,
+        )
+        for case, facts, decision, rule in REQUESTS:
+            execution = done[case]
+            s.note(f"{case}: {facts}")
+            s.check(f"{case}: status", expected="SUCCEEDED", seen=execution.status)
+            s.check(
+                f"{case}: decision (rule)",
+                expected=(decision, rule),
+                seen=(execution.output["decision"], execution.output["ruleId"]),
+            )
+            s.check(
+                f"{case}: states entered",
+                expected=[*DECIDED_PATH, END_STATE[decision]],
+                seen=execution.entered,
+            )
+            s.check(f"{case}: tasks scheduled", expected=4, seen=execution.count("TaskScheduled"))
+            row = audit_row(f"{run_id}-{case}") or {}
+            s.check(
+                f"{case}: audit row",
+                expected=("DECIDED", decision, rule, 3),
+                seen=(
+                    row.get("outcome"),
+                    row.get("decision"),
+                    row.get("ruleId"),
+                    int(row.get("ruleSetVersion", 0)),
+                ),
+            )
+
+    with s.step("Rules are data: a rule set written now decides the next request"):
+        strict = f"purchase-approval-strict-{run_id}"
+        facts = {"amount": 50, "category": "books", "customerTier": "standard"}
+        serialize = TypeSerializer().serialize
+        strict_rules = {
+            "ruleSet": strict,
+            "version": 1,
+            "facts": {"amount": "number"},
+            "rules": [
+                {
+                    "id": "tiny-only",
+                    "when": [{"fact": "amount", "op": "lte", "value": 20}],
+                    "decision": "APPROVED",
+                    "reason": "only tiny amounts pass unseen",
+                }
+            ],
+            "default": {"decision": "MANUAL_REVIEW", "reason": "everything else is reviewed"},
+        }
+        dynamodb.put_item(
+            TableName=res.rules_table, Item={k: serialize(v) for k, v in strict_rules.items()}
+        )
+        s.note(f"put rule set {strict}: amount <= 20 approved, anything else reviewed")
+        try:
+            execution = start_all(
+                {"strict": {"ruleSet": strict, "facts": facts}}, res.state_machine
+            )["strict"]
+        finally:
+            dynamodb.delete_item(TableName=res.rules_table, Key={"ruleSet": {"S": strict}})
+        s.check(
+            "the small request seen before as APPROVED is now",
+            expected="MANUAL_REVIEW",
+            seen=execution.output["decision"],
+        )
+        s.check(
+            "decided by",
+            expected=("default", strict, 1),
+            seen=(
+                execution.output["ruleId"],
+                execution.output["ruleSet"],
+                execution.output["ruleSetVersion"],
+            ),
+        )
+        s.check("states entered", expected=[*DECIDED_PATH, "SentToReview"], seen=execution.entered)
+
+    bad = {
+        # case: (input, the state that fails, the error it raises)
+        "no-rule-set": ({"facts": {"amount": 5}}, "ValidateRequest", "InvalidRequest"),
+        "not-an-object": ("approve me please", "ValidateRequest", "InvalidRequest"),
+        "amount-not-a-number": (
+            {
+                "ruleSet": "purchase-approval",
+                "facts": {"amount": "lots", "category": "books", "customerTier": "gold"},
+            },
+            "EvaluateRules",
+            "InvalidRequest",
+        ),
+        "unknown-rule-set": (
+            {"ruleSet": f"no-such-rules-{run_id}", "facts": {"amount": 5}},
+            "EvaluateRules",
+            "UnknownRuleSet",
+        ),
+    }
+    with s.step("Bad input fails in a named state, takes its Catch, and is audited as REJECTED"):
+        done = start_all(
+            {case: payload for case, (payload, _, _) in bad.items()}, res.state_machine
+        )
+        for case, (payload, failing_state, error) in bad.items():
+            execution = done[case]
+            s.note(f"{case}: input {payload!r}")
+            s.check(
+                f"{case}: status and error",
+                expected=("FAILED", "RequestRejected"),
+                seen=(execution.status, execution.error),
+            )
+            s.check_that(
+                f"{case}: cause names the error",
+                (execution.cause or "").startswith(f"{error}: "),
+                expected=f"'{error}: ...'",
+                seen=(execution.cause or "")[:90],
+            )
+            path = DECIDED_PATH[: DECIDED_PATH.index(failing_state) + 1]
+            s.check(
+                f"{case}: states entered",
+                expected=[*path, "RecordRejection", "RequestRejected"],
+                seen=execution.entered,
+            )
+            s.check(
+                f"{case}: Catch taken",
+                expected=(failing_state, error, "RecordRejection"),
+                seen=_catch_taken(execution),
+            )
+            row = audit_row(f"{run_id}-{case}") or {}
+            s.check(
+                f"{case}: audit row (outcome, error, has a decision)",
+                expected=("REJECTED", error, False),
+                seen=(row.get("outcome"), row.get("error"), "decision" in row),
+            )
+
+    with s.step("Exactly one audit row per request, and nothing else"):
+        rows = _audit_ids(dynamodb, res.audit_table, run_id)
+        s.check("audit rows of this run", expected=sorted(audited), seen=sorted(rows))
+
+
+def _catch_taken(execution: Execution) -> tuple[str, str, str] | None:
+    """(state that failed, its error, the state entered next) for the first failed task."""
+    events = execution.events
+    current = None
+    for index, event in enumerate(events):
+        if "stateEnteredEventDetails" in event:
+            current = event["stateEnteredEventDetails"]["name"]
+        if event["type"] in ("TaskFailed", "LambdaFunctionFailed"):
+            failed = (
+                event.get("taskFailedEventDetails")
+                or event.get("lambdaFunctionFailedEventDetails")
+                or {}
+            )
+            following = [
+                e["stateEnteredEventDetails"]["name"]
+                for e in events[index + 1 :]
+                if "stateEnteredEventDetails" in e
+            ]
+            return (current or "", failed.get("error", ""), following[0] if following else "")
+    return None
+
+
+def _audit_ids(dynamodb: Any, table: str, run_id: str) -> list[str]:
+    """Every audit row whose request id belongs to this run."""
+    ids: list[str] = []
+    for page in dynamodb.get_paginator("scan").paginate(
+        TableName=table,
+        FilterExpression="begins_with(requestId, :run)",
+        ExpressionAttributeValues={":run": {"S": f"{run_id}-"}},
+        ProjectionExpression="requestId",
+        ConsistentRead=True,
+    ):
+        ids.extend(item["requestId"]["S"] for item in page["Items"])
+    return ids
