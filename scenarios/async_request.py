@@ -1,0 +1,254 @@
+"""Scenario for async-request: a client posts work, gets an id at once, polls for it, and a
+subscriber hears about the completion exactly once.
+
+1. POST /requests answers 202 with an id before the work (2 s) could have been done.
+2. GET /status/{id} goes PENDING -> COMPLETE; GET /result/{id} is 404 until then, then 200
+   with the result.
+3. The completion topic's subscriber gets exactly one message, carrying the id.
+4. The same request delivered twice more (SQS is at-least-once): the worker consumes both
+   copies, the status row keeps its first completion time, and no second message is published.
+5. Bad input: bodies the API's model refuses get 400 and never reach the queue; a message
+   put on the queue without going through the API is retried and lands in the DLQ. With
+   concurrent valid posts alongside: requests in = completed + rejected + dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, holds_for, unique_name
+
+WORK_MS = 2000
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    sqs = aws.client("sqs")
+    run_id = unique_name("run")
+    completions = _Completions(sqs, res.subscriber.url)
+
+    def status(request_id: str) -> requests.Response:
+        return requests.get(f"{res.api.url}/status/{request_id}", timeout=10)
+
+    def result(request_id: str) -> requests.Response:
+        return requests.get(f"{res.api.url}/result/{request_id}", timeout=10)
+
+    with s.step("POST answers at once with an id"):
+        text = f"hello async world {run_id}"
+        began = time.monotonic()
+        posted = requests.post(
+            f"{res.api.url}/requests", json={"text": text, "work_ms": WORK_MS}, timeout=10
+        )
+        took = time.monotonic() - began
+        s.check("status code", expected=202, seen=posted.status_code)
+        request_id = posted.json().get("id")
+        s.check_that("an id came back", bool(request_id), expected="a request id", seen=request_id)
+        s.check_that(
+            "answered before the work could be done",
+            took < WORK_MS / 1000,
+            expected=f"< {WORK_MS / 1000:g} s",
+            seen=f"{took:.2f} s",
+        )
+
+    with s.step("Status goes PENDING -> COMPLETE; result is 404 until done, then 200"):
+        statuses: list[str] = []
+        results: list[tuple[int, str | None]] = []
+
+        def poll() -> bool:
+            seen = status(request_id)
+            state = seen.json().get("status", "unknown") if seen.status_code == 200 else "404"
+            if not statuses or statuses[-1] != state:
+                statuses.append(state)
+            got = result(request_id)
+            results.append((got.status_code, got.json().get("status")))
+            return state == "COMPLETE" and got.status_code == 200
+
+        await_value(poll, timeout=30, interval=0.1, waiting_for="status COMPLETE and result 200")
+        s.note(f"statuses seen in order: {statuses}")
+        s.check(
+            "status transitions", expected=["PENDING", "COMPLETE"], seen=_without(statuses, "404")
+        )
+        codes = [code for code, _ in results]
+        first_ok = codes.index(200)
+        s.check_that(
+            "result was 404 until it turned 200 (and stayed 200)",
+            first_ok > 0 and set(codes[:first_ok]) == {404} and set(codes[first_ok:]) == {200},
+            expected="404 ... 404, 200 ...",
+            seen=_runs(codes),
+        )
+        s.check_that(
+            "a 404 result said the request was PENDING",
+            (404, "PENDING") in results,
+            expected="(404, 'PENDING') among the result answers",
+            seen=sorted(set(results), key=str),
+        )
+        body = result(request_id).json()
+        expected = {"words": len(text.split()), "characters": len(text), "upper": text.upper()}
+        s.check("result", expected=expected, seen=body["result"])
+        completed_at = status(request_id).json()["completed_at"]
+
+    with s.step("The topic's subscriber gets exactly one completion message carrying the id"):
+        await_value(
+            lambda: completions.count(request_id),
+            timeout=20,
+            waiting_for=f"a completion message for {request_id}",
+        )
+        holds_for(lambda: completions.count(request_id), until=lambda n: n == 1, duration=2)
+        s.check("completion messages for the id", expected=1, seen=completions.count(request_id))
+        s.check("message", expected="COMPLETE", seen=completions.messages[request_id][0]["status"])
+
+    with s.step("A redelivered request does not publish a second completion"):
+        copy = {
+            "MessageBody": json.dumps({"text": text, "work_ms": WORK_MS}),
+            "MessageAttributes": {
+                res.id_attribute: {"DataType": "String", "StringValue": request_id}
+            },
+        }
+        sqs.send_message_batch(
+            QueueUrl=res.queue.url,
+            Entries=[{"Id": "copy1", **copy}, {"Id": "copy2", **copy}],
+        )
+        s.note("sent the same message twice more, as an at-least-once delivery might")
+        await_value(
+            lambda: _in_queue(sqs, res.queue.url),
+            until=lambda n: n == 0,
+            timeout=30,
+            waiting_for="the worker to consume both copies",
+        )
+        s.check("copies left in the queue", expected=0, seen=_in_queue(sqs, res.queue.url))
+        holds_for(lambda: completions.count(request_id), until=lambda n: n == 1, duration=3)
+        s.check("completion messages for the id", expected=1, seen=completions.count(request_id))
+        s.check(
+            "completed_at unchanged",
+            expected=completed_at,
+            seen=status(request_id).json()["completed_at"],
+        )
+
+    with s.step("Bad input: 400 at the API, a DLQ entry for a bad message; nothing lost"):
+        bad_bodies = [
+            {"work_ms": 10},  # no text
+            {"text": "x", "work_ms": 999_999},  # too much work asked
+            {"text": "x", "colour": "red"},  # a field the model does not know
+        ]
+        good_texts = [f"batch {i} {run_id}" for i in range(3)]
+        with ThreadPoolExecutor(max_workers=6) as pool:
+            good = list(
+                pool.map(
+                    lambda t: requests.post(
+                        f"{res.api.url}/requests", json={"text": t}, timeout=10
+                    ),
+                    good_texts,
+                )
+            )
+            bad = list(
+                pool.map(
+                    lambda b: requests.post(f"{res.api.url}/requests", json=b, timeout=10),
+                    bad_bodies,
+                )
+            )
+        s.check("valid posts", expected=[202] * 3, seen=[r.status_code for r in good])
+        s.check("invalid posts", expected=[400] * 3, seen=[r.status_code for r in bad])
+        s.note(f"LocalStack's validator says only: {bad[0].json()}")
+        stray = f"not sent through the API {run_id}"
+        sqs.send_message(QueueUrl=res.queue.url, MessageBody=json.dumps({"text": stray}))
+        s.note("put a message on the queue directly: it carries no request id")
+
+        ids = [r.json()["id"] for r in good]
+        done = await_value(
+            lambda: [i for i in ids if status(i).json().get("status") == "COMPLETE"],
+            until=lambda found: len(found) == len(ids),
+            timeout=30,
+            waiting_for="the three valid requests to complete",
+        )
+        dead = await_value(
+            lambda: _find(sqs, res.dlq.url, stray),
+            timeout=30,
+            waiting_for="the stray message in the DLQ",
+        )
+        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
+        s.check_that(
+            "stray message received before the move",
+            receives >= res.max_receive_count,
+            expected=f">= {res.max_receive_count}",
+            seen=receives,
+        )
+        sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+        await_value(
+            lambda: all(completions.count(i) == 1 for i in ids),
+            timeout=20,
+            waiting_for="one completion message per valid request",
+        )
+        sent = len(good) + len(bad) + 1
+        s.check(
+            "requests in = completed + rejected + dead-lettered",
+            expected=f"{sent} = 3 + 3 + 1",
+            seen=f"{sent} = {len(done)} + {sum(r.status_code == 400 for r in bad)} + 1",
+        )
+
+
+class _Completions:
+    """What the topic's subscriber queue has received, by request id (read and deleted)."""
+
+    def __init__(self, sqs: Any, url: str) -> None:
+        self.sqs, self.url = sqs, url
+        self.messages: dict[str, list[dict[str, Any]]] = {}
+
+    def count(self, request_id: str) -> int:
+        while True:
+            received = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            for message in received:
+                body = json.loads(message["Body"])
+                self.messages.setdefault(body.get("id", "?"), []).append(body)
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
+            if not received:
+                return len(self.messages.get(request_id, []))
+
+
+def _in_queue(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def _find(sqs: Any, queue_url: str, text: str) -> dict[str, Any] | None:
+    """The message whose body contains `text`, if it is in the queue now; others are made
+    visible again."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=10,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", [])
+    found = None
+    for message in received:
+        if found is None and text in message["Body"]:
+            found = message
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return found
+
+
+def _without(items: list[str], unwanted: str) -> list[str]:
+    return [item for item in items if item != unwanted]
+
+
+def _runs(codes: list[int]) -> str:
+    """[404, 404, 200] -> '404 x2, 200 x1'."""
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and runs[-1][0] == code:
+            runs[-1][1] += 1
+        else:
+            runs.append([code, 1])
+    return ", ".join(f"{code} x{n}" for code, n in runs)
