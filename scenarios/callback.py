@@ -1,0 +1,158 @@
+"""Scenario for callback: the scenario plays the external worker that reads the work queue.
+
+1. Input without an orderId fails in "Invalid Order"; no work is sent.
+2. Three orders start together; the worker receives each one's message with its task token.
+   - One is kept alive with SendTaskHeartbeat for longer than the heartbeat interval: it
+     stays RUNNING in "Dispatch To Worker" until SendTaskSuccess returns the token; then the
+     job API is polled (Wait 1 s + Choice) until its status is DONE.
+   - One is rejected at once with SendTaskFailure: the Catch routes it to "Worker Rejected".
+   - One is taken and then abandoned (no heartbeat): after HeartbeatSeconds 2 the task
+     times out (States.HeartbeatTimeout) and the Catch routes it to "Worker Lost".
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sandbox import executions
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, holds_for, unique_name
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    sfn, sqs = aws.client("stepfunctions"), aws.client("sqs")
+    run_id = unique_name("cb")
+
+    with s.step("Input without an orderId fails in 'Invalid Order'"):
+        done = executions.run(aws, res.state_machine, {"order": run_id})
+        s.note(f"entered: {' → '.join(done.entered)}")
+        s.check("status", expected="FAILED", seen=done.status)
+        s.check("error", expected="InvalidOrder", seen=done.error)
+        s.check("last state entered", expected="Invalid Order", seen=done.entered[-1])
+        s.check("tasks scheduled (no work sent)", expected=0, seen=done.count("TaskScheduled"))
+
+    orders = {kind: f"{run_id}-{kind}" for kind in ("approved", "rejected", "abandoned")}
+    with s.step(
+        "Three orders are dispatched; the worker rejects one at once, abandons one and "
+        "starts working on one (heartbeat)"
+    ):
+        started = {
+            kind: executions.start(aws, res.state_machine, {"orderId": order, "items": [kind]})
+            for kind, order in orders.items()
+        }
+        inbox: dict[str, dict[str, Any]] = {}
+
+        def act(body: dict[str, Any]) -> None:
+            """What the worker does on receipt (each task's heartbeat clock is running)."""
+            if body["orderId"] == orders["rejected"]:
+                sfn.send_task_failure(
+                    taskToken=body["taskToken"], error="WorkerRejected", cause="out of stock"
+                )
+            elif body["orderId"] == orders["approved"]:
+                sfn.send_task_heartbeat(taskToken=body["taskToken"])
+
+        def collect() -> dict[str, dict[str, Any]]:
+            received = sqs.receive_message(
+                QueueUrl=res.work_queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
+            ).get("Messages", [])
+            for message in received:
+                body = json.loads(message["Body"])
+                if body.get("orderId") in orders.values():
+                    inbox[body["orderId"]] = body
+                    act(body)
+                    sqs.delete_message(
+                        QueueUrl=res.work_queue.url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+            return inbox
+
+        await_value(
+            collect,
+            until=lambda got: len(got) == len(orders),
+            timeout=20,
+            waiting_for="the three work messages",
+        )
+        tokens = {kind: inbox[order]["taskToken"] for kind, order in orders.items()}
+        s.check("messages received", expected=sorted(orders.values()), seen=sorted(inbox))
+
+    with s.step(
+        f"With heartbeats the execution stays RUNNING past HeartbeatSeconds "
+        f"{res.heartbeat_seconds} until the token returns"
+    ):
+
+        def heartbeat_and_status() -> executions.Execution:
+            sfn.send_task_heartbeat(taskToken=tokens["approved"])
+            return executions.read(aws, started["approved"])
+
+        held = holds_for(
+            heartbeat_and_status,
+            until=lambda e: e.status == "RUNNING" and e.entered[-1] == "Dispatch To Worker",
+            duration=res.heartbeat_seconds + 1.5,
+            interval=0.5,
+        )
+        s.check("status while the worker holds the token", expected="RUNNING", seen=held.status)
+        s.check("state it waits in", expected="Dispatch To Worker", seen=held.entered[-1])
+        sfn.send_task_success(
+            taskToken=tokens["approved"], output=json.dumps({"approved": True, "by": "worker"})
+        )
+        s.note("SendTaskSuccess sent")
+        done = executions.finish(aws, started["approved"], timeout=30)
+        s.note(f"entered: {' → '.join(done.entered)}")
+        s.check("status", expected="SUCCEEDED", seen=done.status)
+        s.check(
+            "worker's answer in the output", expected=True, seen=done.output["worker"]["approved"]
+        )
+
+    with s.step(f"The job API is polled (Wait + Choice) until DONE ({res.polls_until_done} polls)"):
+        s.check("job status", expected="DONE", seen=done.output["job"]["status"])
+        s.check(
+            "'Get Job Status' entered",
+            expected=res.polls_until_done,
+            seen=done.entered.count("Get Job Status"),
+        )
+        s.check(
+            "'Wait For Job' entered",
+            expected=res.polls_until_done,
+            seen=done.entered.count("Wait For Job"),
+        )
+        s.check("last state entered", expected="Order Complete", seen=done.entered[-1])
+
+    with s.step("SendTaskFailure goes to the Catch ('Worker Rejected')"):
+        done = executions.finish(aws, started["rejected"], timeout=30)
+        s.note(f"entered: {' → '.join(done.entered)}")
+        s.check("status", expected="FAILED", seen=done.status)
+        s.check("error", expected="OrderRejected", seen=done.error)
+        s.check("'Worker Rejected' entered", expected=True, seen="Worker Rejected" in done.entered)
+        failed = [e["taskFailedEventDetails"] for e in done.events if e["type"] == "TaskFailed"]
+        s.check(
+            "task failure in history",
+            expected=[("WorkerRejected", "out of stock")],
+            seen=[(f.get("error"), f.get("cause")) for f in failed],
+        )
+        s.check("job started", expected=False, seen="Start Job" in done.entered)
+
+    with s.step("A worker that takes the task and sends no heartbeat times out"):
+        done = executions.finish(aws, started["abandoned"], timeout=30)
+        s.note(f"entered: {' → '.join(done.entered)}")
+        s.check("status", expected="FAILED", seen=done.status)
+        s.check("error", expected="WorkerLost", seen=done.error)
+        timed_out = [e for e in done.events if e["type"] == "TaskTimedOut"]
+        error = timed_out[0]["taskTimedOutEventDetails"].get("error") if timed_out else None
+        # AWS names this States.HeartbeatTimeout; LocalStack 4.14 reports every callback
+        # timeout as States.Timeout, so the timing tells the heartbeat apart from the
+        # task's TimeoutSeconds (60 s). The Catch lists both names.
+        s.check_that(
+            "TaskTimedOut in history",
+            error in ("States.HeartbeatTimeout", "States.Timeout"),
+            expected="States.HeartbeatTimeout (States.Timeout on LocalStack 4.14)",
+            seen=error,
+        )
+        scheduled = next(e for e in done.events if e["type"] == "TaskScheduled")
+        waited = (timed_out[0]["timestamp"] - scheduled["timestamp"]).total_seconds()
+        s.check_that(
+            "it timed out after the heartbeat interval, not the task timeout",
+            res.heartbeat_seconds <= waited < res.task_timeout_seconds / 2,
+            expected=f"{res.heartbeat_seconds} s <= wait < {res.task_timeout_seconds / 2:g} s",
+            seen=f"{waited:.1f} s",
+        )
+        s.check("'Worker Lost' entered", expected=True, seen="Worker Lost" in done.entered)
