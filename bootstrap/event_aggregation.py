@@ -1,0 +1,50 @@
+"""Provision event-aggregation: SQS FIFO (with a FIFO DLQ) -> aggregator Lambda -> DynamoDB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sandbox.aws import Aws
+from sandbox.provision import (
+    Queue,
+    ensure_event_source_mapping,
+    ensure_function,
+    ensure_queue,
+    ensure_table,
+)
+
+MAX_RECEIVE_COUNT = 2
+VISIBILITY_TIMEOUT = 4
+
+
+@dataclass(frozen=True)
+class EventAggregation:
+    table: str
+    queue: Queue
+    dlq: Queue
+    function: str
+    max_receive_count: int
+
+
+def provision(aws: Aws) -> EventAggregation:
+    table = ensure_table(aws, "event-aggregation-state")
+    # A FIFO queue's DLQ must be FIFO too, and both names must end in .fifo, so this does
+    # not use ensure_queue_with_dlq (it would name the DLQ "<name>-dlq").
+    dlq = ensure_queue(aws, "event-aggregation-dlq.fifo")
+    queue = ensure_queue(
+        aws,
+        "event-aggregation.fifo",
+        dead_letter=dlq,
+        max_receive_count=MAX_RECEIVE_COUNT,
+        visibility_timeout=VISIBILITY_TIMEOUT,
+    )
+    function = "event-aggregation-aggregator"
+    ensure_function(
+        aws,
+        function,
+        "event_aggregation",
+        environment={"TABLE_NAME": table},
+        timeout=VISIBILITY_TIMEOUT,
+    )
+    ensure_event_source_mapping(aws, function, queue.arn, batch_size=10)
+    return EventAggregation(table, queue, dlq, function, MAX_RECEIVE_COUNT)

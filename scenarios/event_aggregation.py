@@ -1,0 +1,181 @@
+"""Scenario for event-aggregation: exactly-once totals from versioned events on SQS FIFO.
+
+1. Item A=100 (v1) and item B=30 (v1) make the total 130.
+2. Changing A from 100 to 150 (v2) moves the total by 50.
+3. A duplicate delivery of A v2 (a new message with the same event) is ignored.
+4. An older version arriving late (A v1=120) is ignored; A stays at v2.
+5. A Lambda retry: B v2=70 crashes after its transaction committed, SQS redelivers it, and
+   the retry leaves the total alone (the total moves by 40 once; the message was tried twice).
+6. A malformed message lands in the FIFO DLQ after maxReceiveCount receives; nothing is
+   lost: messages sent = applied + ignored + dead-lettered.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, holds_for, unique_name
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
+    group = unique_name("meters")
+    sent: list[str] = []  # message ids
+
+    def send(item: str, version: int, value: int, **extra: Any) -> str:
+        body = {"group": group, "item": item, "version": version, "value": value, **extra}
+        return send_body(json.dumps(body), f"{group}:{item}")
+
+    def send_body(body: str, message_group: str) -> str:
+        message_id = sqs.send_message(
+            QueueUrl=res.queue.url,
+            MessageBody=body,
+            MessageGroupId=message_group,
+            # Every send is a new message, even with the same body: that is a duplicate delivery.
+            MessageDeduplicationId=unique_name("dedup"),
+        )["MessageId"]
+        sent.append(message_id)
+        return message_id
+
+    def get(key: str) -> dict[str, Any]:
+        return dynamodb.get_item(
+            TableName=res.table, Key={"id": {"S": key}}, ConsistentRead=True
+        ).get("Item", {})
+
+    def total() -> int | None:
+        item = get(f"total#{group}")
+        return int(Decimal(item["total"]["N"])) if item else None
+
+    def outcome(message_id: str) -> dict[str, Any]:
+        return get(f"outcome#{group}#{message_id}")
+
+    def settled(message_id: str) -> dict[str, Any]:
+        return await_value(
+            lambda: outcome(message_id), timeout=30, waiting_for=f"message {message_id} handled"
+        )
+
+    with s.step("Two items make a total"):
+        a1, b1 = send("A", 1, 100), send("B", 1, 30)
+        s.check("A v1", expected="applied", seen=settled(a1)["outcome"]["S"])
+        s.check("B v1", expected="applied", seen=settled(b1)["outcome"]["S"])
+        s.check("total", expected=130, seen=total())
+
+    with s.step("Changing A from 100 to 150 moves the total by 50"):
+        a2 = send("A", 2, 150)
+        s.check("A v2", expected="applied", seen=settled(a2)["outcome"]["S"])
+        s.check("total", expected=180, seen=total())
+
+    with s.step("A duplicate delivery of A v2 does not change the total"):
+        dup = send("A", 2, 150)
+        s.check("duplicate", expected="ignored", seen=settled(dup)["outcome"]["S"])
+        s.check("total", expected=180, seen=total())
+
+    with s.step("An older version arriving late is ignored"):
+        late = send("A", 1, 120)
+        s.check("A v1 (late)", expected="ignored", seen=settled(late)["outcome"]["S"])
+        s.check("total", expected=180, seen=total())
+        stored = get(f"item#{group}#A")
+        s.check(
+            "A's stored version and value",
+            expected=("2", "150"),
+            seen=(stored["version"]["N"], stored["value"]["N"]),
+        )
+
+    with s.step("A Lambda retry after commit does not change the total"):
+        b2 = send("B", 2, 70, fail_after_commit=True)
+        tried = await_value(
+            lambda: outcome(b2),
+            until=lambda o: int(o.get("attempts", {}).get("N", "0")) >= 2,
+            timeout=30,
+            waiting_for="B v2 to be delivered a second time",
+        )
+        s.check("B v2 outcome (first attempt)", expected="applied", seen=tried["outcome"]["S"])
+        s.check(
+            "attempts (the crash, then SQS's redelivery)", expected="2", seen=tried["attempts"]["N"]
+        )
+        s.check("total (moved by 40 once)", expected=220, seen=total())
+        lines = _log_lines(aws, res.function, b2)
+        s.check(
+            "the retry's log line says",
+            expected=("ignored", 2),
+            seen=next(
+                ((x["outcome"], x["receive_count"]) for x in lines if x["receive_count"] == 2), None
+            ),
+        )
+
+    with s.step(f"A malformed message goes to the DLQ (maxReceiveCount={res.max_receive_count})"):
+        bad_body = json.dumps({"group": group, "item": "C", "version": "three", "value": 5})
+        bad = send_body(bad_body, f"{group}:bad")
+        dead = await_value(
+            lambda: _find(sqs, res.dlq.url, bad),
+            timeout=40,
+            waiting_for="the malformed message in the DLQ",
+        )
+        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
+        s.check_that(
+            "receives before the move",
+            receives >= res.max_receive_count,
+            expected=f">= {res.max_receive_count}",
+            seen=receives,
+        )
+        sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+        dead_lettered = {dead["MessageId"]}
+        outcomes = [
+            "dead-lettered"
+            if m in dead_lettered
+            else outcome(m).get("outcome", {}).get("S", "lost")
+            for m in sent
+        ]
+        tally = {o: outcomes.count(o) for o in sorted(set(outcomes))}
+        s.check("outcomes", expected={"applied": 4, "dead-lettered": 1, "ignored": 2}, seen=tally)
+        s.check(
+            "messages sent = applied + ignored + dead-lettered",
+            expected=len(sent),
+            seen=sum(tally.values()),
+        )
+        applied = int(get(f"total#{group}")["applied"]["N"])
+        s.check("events the total counts", expected=4, seen=applied)
+        holds_for(total, until=lambda t: t == 220, duration=1)
+        s.check("total", expected=220, seen=total())
+
+
+def _log_lines(aws: Any, function: str, message_id: str) -> list[dict[str, Any]]:
+    """The aggregator's structured log lines about one message (filtered here: LocalStack's
+    filter_log_events ignores filter patterns)."""
+    logs = aws.client("logs")
+
+    def lines() -> list[dict[str, Any]]:
+        found = []
+        for event in logs.filter_log_events(logGroupName=f"/aws/lambda/{function}")["events"]:
+            if message_id in event["message"]:
+                try:
+                    found.append(json.loads(event["message"]))
+                except json.JSONDecodeError:
+                    continue
+        return found
+
+    return await_value(
+        lines, until=lambda found: len(found) >= 2, timeout=15, waiting_for="two log lines"
+    )
+
+
+def _find(sqs: Any, queue_url: str, message_id: str) -> dict[str, Any] | None:
+    """Receive from a (FIFO) queue; return the message with this id if it is there now."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=10,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", [])
+    found = None
+    for message in received:
+        if message["MessageId"] == message_id:
+            found = message
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return found
