@@ -1,0 +1,277 @@
+"""Scenario for mocked-integrations: test a workflow's paths with Step Functions Local style
+mocked responses (LocalStack's SFN_MOCK_CONFIG), without calling the services it integrates.
+
+1. The mock config defines one test case per path; each has an expected history here.
+2. Every test case, started together with `<stateMachineArn>#<TestCase>`, yields exactly its
+   expected history: the states entered, and each task's scheduled / failed / succeeded
+   events (the retry and the Catch show in them).
+3. The real services were not called: the function logged nothing, the table holds no item
+   of this run, the follow-up queue and the alerts topic's queue stayed empty.
+4. The same workflow started with its plain ARN calls them for real, for the difference.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox import executions, settings
+from sandbox.aws import Aws
+from sandbox.executions import Execution
+from sandbox.harness import Scenario, await_value, holds_for, unique_name
+
+
+def _ok(state: str) -> list[str]:
+    return [f"{state} scheduled", f"{state} succeeded"]
+
+
+def _fails(state: str, error: str) -> list[str]:
+    return [f"{state} scheduled", f"{state} failed {error}"]
+
+
+THROTTLED = "Lambda.TooManyRequestsException"
+# LocalStack 4.14 reports any mocked Throw on a DynamoDB task as this error, with an empty
+# cause (its DynamoDB task's error mapping does not pass mocked failures through).
+DYNAMODB_FAILED = "DynamoDB.AmazonDynamoDBException"
+
+
+@dataclass(frozen=True)
+class Expected:
+    status: str
+    entered: list[str]
+    tasks: list[str]
+    error: str | None = None
+    cause_starts: str = ""
+
+
+SUCCESS_PATH = ["CheckCustomer", "SaveLead", "AnnounceLead", "LeadAccepted"]
+EXPECTED: dict[str, Expected] = {
+    "HappyPath": Expected(
+        "SUCCEEDED", SUCCESS_PATH, [*_ok("CheckCustomer"), *_ok("SaveLead"), *_ok("AnnounceLead")]
+    ),
+    "RetryPath": Expected(
+        "SUCCEEDED",
+        SUCCESS_PATH,
+        [
+            *_fails("CheckCustomer", THROTTLED),
+            *_ok("CheckCustomer"),
+            *_ok("SaveLead"),
+            *_ok("AnnounceLead"),
+        ],
+    ),
+    "RetriesExhausted": Expected(
+        "FAILED",
+        ["CheckCustomer", "NotifyFailure", "LeadRejected"],
+        [*_fails("CheckCustomer", THROTTLED) * 3, *_ok("NotifyFailure")],
+        "LeadRejected",
+        f"{THROTTLED}: Rate exceeded (mocked)",
+    ),
+    "FailurePath": Expected(
+        "FAILED",
+        ["CheckCustomer", "NotifyFailure", "LeadRejected"],
+        [*_fails("CheckCustomer", "InvalidLead"), *_ok("NotifyFailure")],
+        "LeadRejected",
+        "InvalidLead: email is not an address (mocked)",
+    ),
+    "SaveLeadFails": Expected(
+        "FAILED",
+        ["CheckCustomer", "SaveLead", "NotifyFailure", "LeadRejected"],
+        [*_ok("CheckCustomer"), *_fails("SaveLead", DYNAMODB_FAILED), *_ok("NotifyFailure")],
+        "LeadRejected",
+        f"{DYNAMODB_FAILED}: ",
+    ),
+}
+
+
+def task_trace(execution: Execution) -> list[str]:
+    """Each task event as '<state> scheduled|succeeded|failed <error>', in order."""
+    trace, state = [], ""
+    for event in execution.events:
+        if "stateEnteredEventDetails" in event:
+            state = event["stateEnteredEventDetails"]["name"]
+        elif event["type"] == "TaskScheduled":
+            trace.append(f"{state} scheduled")
+        elif event["type"] == "TaskSucceeded":
+            trace.append(f"{state} succeeded")
+        elif event["type"] == "TaskFailed":
+            trace.append(f"{state} failed {event['taskFailedEventDetails'].get('error')}")
+    return trace
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
+    run_id = unique_name("mi")
+    queues = {"follow-up queue": res.followups.url, "alerts topic's queue": res.alerts.url}
+
+    def lead(case: str, **changes: Any) -> dict[str, Any]:
+        base = {"leadId": f"{run_id}-{case}", "email": "buyer@acme.example", "employees": 120}
+        return {**base, "company": "Acme", **changes}
+
+    def item(lead_id: str) -> dict[str, Any] | None:
+        return dynamodb.get_item(
+            TableName=res.table, Key={"leadId": {"S": lead_id}}, ConsistentRead=True
+        ).get("Item")
+
+    with s.step("The mock config defines a test case per path, each with an expected history"):
+        config = json.loads((settings.PROJECT_ROOT / res.mock_config).read_text())
+        cases = config["StateMachines"][res.state_machine_name]["TestCases"]
+        s.note(f"{res.mock_config} (SFN_MOCK_CONFIG), state machine {res.state_machine_name}")
+        s.check("test cases", expected=sorted(EXPECTED), seen=sorted(cases))
+        for case, mocks in cases.items():
+            s.note(f"{case}: " + ", ".join(f"{state} -> {mock}" for state, mock in mocks.items()))
+
+    with s.step("Baseline: the real resources are quiet"):
+        drained = {name: _drain(sqs, url) for name, url in queues.items()}
+        s.note(f"drained leftovers of earlier runs: {drained}")
+        logged_before = _log_lines(aws, res.function)
+        s.note(f"{len(logged_before)} lines in /aws/lambda/{res.function} so far")
+
+    with s.step(f"{len(EXPECTED)} test cases, started together, each yield their expected history"):
+        started = {
+            case: executions.start(
+                aws, f"{res.state_machine}#{case}", lead(case), name=f"{run_id}-{case}"
+            )
+            for case in EXPECTED
+        }
+        done = {case: executions.finish(aws, arn, timeout=60) for case, arn in started.items()}
+        for case, want in EXPECTED.items():
+            execution = done[case]
+            s.check(f"{case}: status", expected=want.status, seen=execution.status)
+            s.check(f"{case}: states entered", expected=want.entered, seen=execution.entered)
+            s.check(f"{case}: task events", expected=want.tasks, seen=task_trace(execution))
+            if want.error:
+                s.check(
+                    f"{case}: error and cause",
+                    expected=(want.error, want.cause_starts),
+                    seen=(execution.error, (execution.cause or "")[: len(want.cause_starts)]),
+                )
+        s.check(
+            "HappyPath output carries the mocked responses",
+            expected=({"score": 87}, {"messageId": "mocked-message-id"}),
+            seen=(done["HappyPath"].output.get("check"), done["HappyPath"].output.get("announced")),
+        )
+        s.check(
+            "RetryPath used the second mocked response",
+            expected={"score": 64},
+            seen=done["RetryPath"].output.get("check"),
+        )
+
+    with s.step("The mocked services were not called"):
+        stored = [case for case in EXPECTED if item(f"{run_id}-{case}")]
+        s.check(f"items of this run in {res.table}", expected=[], seen=stored)
+        for name, url in queues.items():
+            depth = holds_for(lambda url=url: _depth(sqs, url), until=lambda n: n == 0, duration=2)
+            s.check(f"messages in the {name}", expected=0, seen=depth)
+        logged_after = _log_lines(aws, res.function)
+        s.check(
+            f"new lines in /aws/lambda/{res.function}",
+            expected=[],
+            seen=logged_after[len(logged_before) :],
+        )
+
+    with s.step("The plain ARN (no test case) calls the real services, for the difference"):
+        good, bad = lead("real"), lead("real-bad", email="not-an-address")
+        started = {
+            "good": executions.start(aws, res.state_machine, good, name=f"{run_id}-real"),
+            "bad": executions.start(aws, res.state_machine, bad, name=f"{run_id}-real-bad"),
+        }
+        done = {key: executions.finish(aws, arn) for key, arn in started.items()}
+        real = done["good"]
+        s.check("good lead: status", expected="SUCCEEDED", seen=real.status)
+        s.check(
+            "good lead: same history as HappyPath",
+            expected=EXPECTED["HappyPath"].tasks,
+            seen=task_trace(real),
+        )
+        s.check(
+            "good lead: score from the real function (10 + 120/10 + 20)",
+            expected=42,
+            seen=real.output["check"]["score"],
+        )
+        stored_item = item(good["leadId"]) or {}
+        s.check(
+            "good lead: item in the table",
+            expected="42",
+            seen=stored_item.get("score", {}).get("N"),
+        )
+        announced = await_value(
+            lambda: _take(sqs, res.followups.url, good["leadId"]),
+            timeout=20,
+            waiting_for="the follow-up message",
+        )
+        s.check("good lead: follow-up message", expected=good["leadId"], seen=announced["leadId"])
+        failed = done["bad"]
+        s.check(
+            "bad lead: status, error, task events",
+            expected=("FAILED", "LeadRejected", EXPECTED["FailurePath"].tasks),
+            seen=(failed.status, failed.error, task_trace(failed)),
+        )
+        alert = await_value(
+            lambda: _take(sqs, res.alerts.url, bad["leadId"]),
+            timeout=20,
+            waiting_for="the alert published to SNS",
+        )
+        s.check("bad lead: alert via SNS", expected="InvalidLead", seen=alert["error"])
+        lines = await_value(
+            lambda: [ln for ln in _log_lines(aws, res.function) if good["leadId"] in ln],
+            timeout=20,
+            waiting_for=f"the function's log line about {good['leadId']}",
+        )
+        s.check_that(
+            "the real function logged the check",
+            "Checked lead" in lines[0],
+            expected="a 'Checked lead' line",
+            seen=lines[0].strip(),
+        )
+
+
+def _log_lines(aws: Aws, function: str) -> list[str]:
+    """Every line the function has logged so far (none if it never ran)."""
+    logs = aws.client("logs")
+    lines: list[str] = []
+    try:
+        for page in logs.get_paginator("filter_log_events").paginate(
+            logGroupName=f"/aws/lambda/{function}"
+        ):
+            lines.extend(event["message"] for event in page["events"])
+    except logs.exceptions.ResourceNotFoundException:
+        pass
+    return lines
+
+
+def _depth(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(value) for value in attributes.values())
+
+
+def _drain(sqs: Any, url: str) -> int:
+    """Delete whatever an interrupted earlier run left in a queue; return how many."""
+    deleted = 0
+    while True:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not messages:
+            return deleted
+        for message in messages:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        deleted += len(messages)
+
+
+def _take(sqs: Any, url: str, lead_id: str) -> dict[str, Any] | None:
+    """Receive the message about this lead and delete it (so the queue is empty again);
+    others are made visible again at once."""
+    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+    found = None
+    for message in messages:
+        body = json.loads(message["Body"])
+        if found is None and body.get("leadId") == lead_id:
+            found = body
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return found
