@@ -1,0 +1,281 @@
+"""Scenario for retry-backoff, against a local stand-in downstream that answers by path:
+/ok -> 200, /reject -> 400, /throttle -> 429 always, /flakyN -> 429 for the first N calls.
+
+1. The client Lambda: a non-retryable error makes exactly one call; a throttled call is
+   retried up to the limit and then gives up; the gaps between calls never exceed the cap
+   (nor each attempt's own ceiling); a call throttled twice succeeds on the third.
+2. SQS redelivery: a throttled message is redelivered (after a jittered visibility timeout)
+   until maxReceiveCount and then lands in the DLQ; one throttled once is processed on its
+   second delivery; a rejected one and a malformed one go to the DLQ at once, with a reason.
+   Messages in = processed + DLQ.
+3. Step Functions: Retry with BackoffRate, MaxDelaySeconds and JitterStrategy FULL retries the
+   throttled task up to MaxAttempts with gaps within MaxDelaySeconds, then the failure ends
+   in the Catch path (RecordFailure, GaveUp); a rejected call is caught after one call; a
+   healthy downstream succeeds without the Catch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+from sandbox import executions
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, unique_name
+from sandbox.local_http import LocalServer, Reply, Request, serve
+
+# What a gap may add to the backoff delay: the HTTP call itself and process scheduling.
+CALL_ALLOWANCE = 0.25
+# Step Functions' own scheduling between a failed attempt and the next.
+SFN_ALLOWANCE = 0.75
+
+
+def downstream() -> Any:
+    counts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def respond(request: Request) -> Reply:
+        path = request.path.split("?", 1)[0]
+        with lock:
+            counts[path] = counts.get(path, 0) + 1
+            seen = counts[path]
+        behaviour = path.strip("/").split("/", 1)[0]
+        if behaviour == "ok":
+            return Reply(200, b'{"ok": true}')
+        if behaviour == "reject":
+            return Reply(400, b'{"error": "bad request"}')
+        flaky = re.fullmatch(r"flaky(\d+)", behaviour)
+        if flaky and seen > int(flaky.group(1)):
+            return Reply(200, b'{"ok": true}')
+        return Reply(429, b'{"error": "slow down"}')
+
+    return serve(respond)
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    with downstream() as server:
+        _run(aws, res, s, server)
+
+
+def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
+    lambda_, sqs = aws.client("lambda"), aws.client("sqs")
+    run_id = unique_name("retry")
+
+    def path(behaviour: str, name: str) -> str:
+        return f"/{behaviour}/{run_id}-{name}"
+
+    def call_client(payload: dict[str, Any]) -> tuple[str | None, Any]:
+        answer = lambda_.invoke(FunctionName=res.client_function, Payload=json.dumps(payload))
+        return answer.get("FunctionError"), json.loads(answer["Payload"].read())
+
+    with s.step("Client: a non-retryable error makes exactly one call"):
+        p = path("reject", "client")
+        error, answer = call_client({"url": server.url + p})
+        s.check("error type", expected="DownstreamRejected", seen=answer.get("errorType"))
+        s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+
+    with s.step(
+        f"Client: a throttled call is retried up to {res.max_attempts} calls, then gives up; "
+        f"gaps within the cap ({res.max_delay} s)"
+    ):
+        p = path("throttle", "client")
+        error, answer = call_client({"url": server.url + p})
+        s.check("error type", expected="DownstreamThrottled", seen=answer.get("errorType"))
+        s.note(answer.get("errorMessage", ""))
+        calls = server.to(p)
+        s.check("calls the downstream saw", expected=res.max_attempts, seen=len(calls))
+        gaps = _gaps([c.at for c in calls])
+        ceilings = [min(res.max_delay, res.base_delay * 2**i) for i in range(len(gaps))]
+        s.note(f"gaps between calls (s): {gaps}; ceilings: {ceilings}")
+        s.check_that(
+            "largest gap",
+            max(gaps) <= res.max_delay + CALL_ALLOWANCE,
+            expected=f"<= cap {res.max_delay} + {CALL_ALLOWANCE} for the call",
+            seen=max(gaps),
+        )
+        s.check_that(
+            "each gap within its attempt's ceiling min(cap, base * 2^n)",
+            all(g <= c + CALL_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
+            expected=[round(c + CALL_ALLOWANCE, 3) for c in ceilings],
+            seen=gaps,
+        )
+
+    with s.step("Client: a call throttled twice succeeds on the third"):
+        p = path("flaky2", "client")
+        error, answer = call_client({"url": server.url + p})
+        s.check("error", expected=None, seen=error)
+        s.check("statuses", expected=[429, 429, 200], seen=answer["statuses"])
+        s.check("calls the downstream saw", expected=3, seen=len(server.to(p)))
+
+    with s.step(
+        f"SQS redelivery: throttled until maxReceiveCount ({res.max_receive_count}), then DLQ"
+    ):
+        paths = {
+            "flaky1": path("flaky1", "sqs"),
+            "throttle": path("throttle", "sqs"),
+            "reject": path("reject", "sqs"),
+        }
+        bodies = {name: json.dumps({"url": server.url + p}) for name, p in paths.items()}
+        bodies["malformed"] = f"not json {run_id}"
+        sqs.send_message_batch(
+            QueueUrl=res.queue.url,
+            Entries=[{"Id": name, "MessageBody": body} for name, body in bodies.items()],
+        )
+        s.note("sent: throttled once, throttled always, rejected, malformed")
+        dead = _collect(
+            sqs,
+            res.dlq.url,
+            {bodies["throttle"], bodies["reject"], bodies["malformed"]},
+            timeout=45,
+        )
+        calls = {name: len(server.to(p)) for name, p in paths.items()}
+        s.check(
+            "calls per message",
+            expected={"flaky1": 2, "throttle": res.max_receive_count, "reject": 1},
+            seen=calls,
+        )
+        s.note(
+            "gaps between the throttled message's deliveries (s): "
+            f"{_gaps([c.at for c in server.to(paths['throttle'])])} (a jittered visibility "
+            f"timeout of 0..{res.visibility_cap} s, plus the mapping's poll interval)"
+        )
+        reasons = {
+            name: dead[bodies[name]]
+            .get("MessageAttributes", {})
+            .get("reason", {})
+            .get("StringValue")
+            for name in ("throttle", "reject", "malformed")
+        }
+        s.check_that(
+            "DLQ entries and why",
+            reasons["throttle"] is None
+            and "status 400" in (reasons["reject"] or "")
+            and "body is not" in (reasons["malformed"] or ""),
+            expected="throttle by redrive (no reason); reject and malformed with a reason",
+            seen=reasons,
+        )
+        s.check_that(
+            "the malformed message made no call",
+            not any(bodies["malformed"] in r.body.decode() for r in server.requests),
+            expected="no call",
+            seen="no call",
+        )
+        left = await_value(
+            lambda: _in_flight(sqs, res.queue.url),
+            until=lambda n: n == 0,
+            timeout=15,
+            waiting_for="the queue to be empty",
+        )
+        s.check("messages left in the queue", expected=0, seen=left)
+        processed = 1 if calls["flaky1"] == 2 else 0  # the stand-in answers its 2nd call 200
+        s.check("messages in = processed + DLQ", expected=len(bodies), seen=processed + len(dead))
+
+    with s.step(
+        f"Step Functions: Retry (BackoffRate, MaxDelaySeconds {res.sfn_max_delay}, "
+        "JitterStrategy FULL) then the Catch"
+    ):
+        p = path("throttle", "sfn")
+        per_task = 2
+        done = executions.run(
+            aws,
+            res.state_machine_arn,
+            {"url": server.url + p, "max_attempts": per_task},
+            timeout=60,
+        )
+        s.check("execution", expected="FAILED", seen=done.status)
+        s.check("error", expected="DownstreamUnavailable", seen=done.error)
+        tries = 1 + res.sfn_max_attempts
+        s.check("task attempts in the history", expected=tries, seen=done.count("TaskScheduled"))
+        s.check("calls the downstream saw", expected=tries * per_task, seen=len(server.to(p)))
+        failed_at = [e["timestamp"] for e in done.events if e["type"] == "TaskFailed"]
+        scheduled_at = [e["timestamp"] for e in done.events if e["type"] == "TaskScheduled"]
+        gaps = [
+            round((nxt - fail).total_seconds(), 3)
+            for fail, nxt in zip(failed_at, scheduled_at[1:], strict=False)
+        ]
+        s.note(f"gaps between a failed attempt and the next (s): {gaps}")
+        s.check_that(
+            "largest gap",
+            len(gaps) == res.sfn_max_attempts and max(gaps) <= res.sfn_max_delay + SFN_ALLOWANCE,
+            expected=f"{res.sfn_max_attempts} gaps, each <= MaxDelaySeconds {res.sfn_max_delay} "
+            f"+ {SFN_ALLOWANCE}",
+            seen=gaps,
+        )
+        ceilings = [min(res.sfn_max_delay, 1 * 2**n) for n in range(len(gaps))]
+        s.check_that(
+            "each gap within min(MaxDelaySeconds, IntervalSeconds * BackoffRate^n)",
+            all(g <= c + SFN_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
+            expected=[c + SFN_ALLOWANCE for c in ceilings],
+            seen=gaps,
+        )
+        s.check_that(
+            "the failure ended in the Catch path",
+            done.entered[-2:] == ["RecordFailure", "GaveUp"],
+            expected="... RecordFailure, GaveUp",
+            seen=done.entered,
+        )
+        s.check_that(
+            "the cause says the downstream gave up",
+            "DownstreamThrottled" in (done.cause or "") or "gave up" in (done.cause or ""),
+            expected="DownstreamThrottled / gave up",
+            seen=(done.cause or "")[:160],
+        )
+
+    with s.step("Step Functions: a rejected call is caught after one call; a healthy one succeeds"):
+        p = path("reject", "sfn")
+        done = executions.run(aws, res.state_machine_arn, {"url": server.url + p}, timeout=60)
+        s.check("execution", expected="FAILED", seen=done.status)
+        s.check("task attempts", expected=1, seen=done.count("TaskScheduled"))
+        s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        s.check(
+            "states entered",
+            expected=["CallDownstream", "RecordFailure", "GaveUp"],
+            seen=done.entered,
+        )
+        p = path("ok", "sfn")
+        done = executions.run(aws, res.state_machine_arn, {"url": server.url + p}, timeout=60)
+        s.check("execution", expected="SUCCEEDED", seen=done.status)
+        s.check("states entered", expected=["CallDownstream", "Done"], seen=done.entered)
+        s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+
+
+def _in_flight(sqs: Any, queue_url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+def _gaps(times: list[float]) -> list[float]:
+    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+
+
+def _collect(sqs: Any, queue_url: str, bodies: set[str], *, timeout: float) -> dict[str, Any]:
+    """Wait until every one of these bodies has been received from the queue (and delete
+    them); other messages are left visible. Returns body -> message."""
+    found: dict[str, Any] = {}
+
+    def look() -> bool:
+        received = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=10,
+            MessageAttributeNames=["All"],
+        ).get("Messages", [])
+        for message in received:
+            if message["Body"] in bodies:
+                found[message["Body"]] = message
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+            else:
+                sqs.change_message_visibility(
+                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+                )
+        return found.keys() >= bodies
+
+    await_value(
+        look, timeout=timeout, interval=0.5, waiting_for=f"{len(bodies)} messages in the DLQ"
+    )
+    return found
