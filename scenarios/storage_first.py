@@ -1,0 +1,285 @@
+"""Scenario for storage-first: requests are stored by the API itself, so a broken or stopped
+consumer loses nothing.
+
+1. The consumer is broken (a bad deploy: BROKEN=true): POST /orders still answers 202.
+2. Each stored order really fails, is retried, and reaches the DLQ after maxReceiveCount.
+3. The consumer is fixed but its mapping is off: new orders wait in the queue; enabling the
+   mapping drains it.
+4. Bad input: bodies the API's model refuses get 400 and are never stored; the count holds:
+   in = processed + rejected + in the DLQ.
+5. Redriving the DLQ (StartMessageMoveTask) processes the dead-lettered orders: all in.
+6. The DynamoDB variant: POST /inbox stores the order with a PutItem integration while the
+   stream mapping is off; enabled again, the stream feeds it to the same consumer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, holds_for, unique_name
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    sqs, lambda_, dynamodb = aws.client("sqs"), aws.client("lambda"), aws.client("dynamodb")
+    run_id = unique_name("run")
+    accepted: list[str] = []
+    rejected: list[dict[str, Any]] = []
+
+    def post(path: str, orders: list[dict[str, Any]]) -> list[requests.Response]:
+        with ThreadPoolExecutor(max_workers=len(orders)) as pool:
+            return list(
+                pool.map(
+                    lambda o: requests.post(f"{res.api.url}{path}", json=o, timeout=10), orders
+                )
+            )
+
+    def orders(label: str, n: int) -> list[dict[str, Any]]:
+        return [
+            {"order_id": f"{run_id}-{label}-{i}", "customer": f"c{i}", "amount": 10 + i}
+            for i in range(n)
+        ]
+
+    def processed(ids: list[str], via: str = "queue") -> list[str]:
+        found = []
+        for order_id in ids:
+            item = dynamodb.get_item(
+                TableName=res.orders_table, Key={"id": {"S": order_id}}, ConsistentRead=True
+            ).get("Item")
+            if item and item["via"]["S"] == via:
+                found.append(order_id)
+        return found
+
+    receives: dict[str, int] = {}  # order id -> receives before the move to the DLQ
+
+    def in_dlq() -> list[str]:
+        found = []
+        for order_id, count in _peek(sqs, res.dlq.url):
+            if run_id in order_id:
+                found.append(order_id)
+                # The count moves with the message; the first peek adds one receive.
+                receives.setdefault(order_id, count - 1)
+        return found
+
+    with _restored(lambda_, res):
+        with s.step("POST succeeds while the consumer is broken"):
+            _set_broken(lambda_, res.consumer, True)
+            s.note("deployed the consumer with BROKEN=true: every record it gets fails")
+            first = orders("broken", 3)
+            answers = post("/orders", first)
+            s.check("status codes", expected=[202] * 3, seen=[a.status_code for a in answers])
+            s.check_that(
+                "each answer carries the SQS message id",
+                all(a.json().get("messageId") for a in answers),
+                expected="a messageId each",
+                seen=[a.json() for a in answers],
+            )
+            accepted += [o["order_id"] for o in first]
+
+        with s.step(
+            f"Each order fails, is retried, and reaches the DLQ after "
+            f"maxReceiveCount={res.max_receive_count}"
+        ):
+            ids = [o["order_id"] for o in first]
+            dead = await_value(
+                in_dlq,
+                until=lambda found: sorted(found) == sorted(ids),
+                timeout=40,
+                waiting_for="the three orders in the DLQ",
+            )
+            s.check("orders in the DLQ", expected=sorted(ids), seen=sorted(dead))
+            s.check_that(
+                "times each was received (and failed) before the move",
+                all(receives[i] >= res.max_receive_count for i in ids),
+                expected=f">= {res.max_receive_count} each",
+                seen={i[-8:]: receives[i] for i in ids},
+            )
+            s.check("orders processed", expected=[], seen=processed(ids))
+
+        with s.step("With the consumer off, new orders wait in the queue; turned on, it drains"):
+            _set_mapping(lambda_, res.queue_mapping, enabled=False)
+            _set_broken(lambda_, res.consumer, False)
+            s.note("fixed the consumer (BROKEN=false) with its queue mapping disabled")
+            second = orders("queued", 4)
+            answers = post("/orders", second)
+            s.check("status codes", expected=[202] * 4, seen=[a.status_code for a in answers])
+            accepted += [o["order_id"] for o in second]
+            ids = [o["order_id"] for o in second]
+            await_value(
+                lambda: _visible(sqs, res.queue.url),
+                until=lambda n: n >= 4,
+                timeout=10,
+                waiting_for="4 messages in the queue",
+            )
+            holds_for(lambda: processed(ids), until=lambda found: not found, duration=2)
+            s.check("messages waiting in the queue", expected=4, seen=_visible(sqs, res.queue.url))
+            _set_mapping(lambda_, res.queue_mapping, enabled=True)
+            s.note("enabled the queue mapping again")
+            done = await_value(
+                lambda: processed(ids),
+                until=lambda found: len(found) == len(ids),
+                timeout=30,
+                waiting_for="the four queued orders to be processed",
+            )
+            s.check("orders processed", expected=sorted(ids), seen=sorted(done))
+            await_value(
+                lambda: _in_flight(sqs, res.queue.url),
+                until=lambda n: n == 0,
+                timeout=20,
+                waiting_for="the queue to be empty",
+            )
+            s.check("messages left in the queue", expected=0, seen=_in_flight(sqs, res.queue.url))
+
+        with s.step("Bad input gets 400 and is never stored; in = processed + rejected + DLQ"):
+            bad = [
+                {"order_id": f"{run_id}-bad-0", "customer": "c"},  # no amount
+                {"order_id": f"{run_id}-bad-1", "customer": "c", "amount": -5},
+                {"order_id": f"{run_id}-bad-2", "customer": "c", "amount": "ten"},
+            ]
+            answers = post("/orders", bad)
+            s.check("status codes", expected=[400] * 3, seen=[a.status_code for a in answers])
+            s.note(f"LocalStack's validator says only: {answers[0].json()}")
+            rejected += bad
+            holds_for(
+                lambda: processed([b["order_id"] for b in bad]) + in_dlq(),
+                until=lambda found: not any("-bad-" in f for f in found),
+                duration=2,
+            )
+            done, dead = processed(accepted), in_dlq()
+            total = len(accepted) + len(rejected)
+            s.check(
+                "in = processed + rejected + in the DLQ",
+                expected=f"{total} = 4 + 3 + 3",
+                seen=f"{total} = {len(done)} + {len(rejected)} + {len(dead)}",
+            )
+
+        with s.step("Redriving the DLQ processes the dead-lettered orders: nothing lost"):
+            task = sqs.start_message_move_task(SourceArn=res.dlq.arn, DestinationArn=res.queue.arn)
+            s.note(f"StartMessageMoveTask {task['TaskHandle'][:24]}…")
+            done = await_value(
+                lambda: processed(accepted),
+                until=lambda found: len(found) == len(accepted),
+                timeout=30,
+                waiting_for="every accepted order to be processed",
+            )
+            s.check("orders processed", expected=len(accepted), seen=len(done))
+            s.check("this run's orders left in the DLQ", expected=[], seen=in_dlq())
+
+        with s.step("DynamoDB variant: PutItem stores the order while no code runs"):
+            _set_mapping(lambda_, res.stream_mapping, enabled=False)
+            inbox = orders("inbox", 2)
+            answers = post("/inbox", inbox)
+            s.check("status codes", expected=[202] * 2, seen=[a.status_code for a in answers])
+            ids = [o["order_id"] for o in inbox]
+            for answer, order in zip(answers, inbox, strict=True):
+                item = dynamodb.get_item(
+                    TableName=res.inbox_table,
+                    Key={"id": {"S": answer.json()["id"]}},
+                    ConsistentRead=True,
+                ).get("Item")
+                s.check(
+                    f"inbox item {answer.json()['id'][:8]}… holds the request",
+                    expected=order,
+                    seen=json.loads(item["body"]["S"]) if item else None,
+                )
+            holds_for(lambda: processed(ids, via="inbox"), until=lambda f: not f, duration=2)
+            _set_mapping(lambda_, res.stream_mapping, enabled=True)
+            s.note("enabled the stream mapping")
+            done = await_value(
+                lambda: processed(ids, via="inbox"),
+                until=lambda found: len(found) == len(ids),
+                timeout=40,
+                waiting_for="the inbox orders to be processed from the stream",
+            )
+            s.check("orders processed from the stream", expected=sorted(ids), seen=sorted(done))
+
+
+@contextmanager
+def _restored(lambda_: Any, res: Any) -> Iterator[None]:
+    """Whatever happens, leave the consumer healthy and both mappings on."""
+    try:
+        yield
+    finally:
+        _set_broken(lambda_, res.consumer, False)
+        _set_mapping(lambda_, res.queue_mapping, enabled=True)
+        _set_mapping(lambda_, res.stream_mapping, enabled=True)
+
+
+def _set_broken(lambda_: Any, function: str, broken: bool) -> None:
+    variables = lambda_.get_function_configuration(FunctionName=function)["Environment"][
+        "Variables"
+    ]
+    wanted = "true" if broken else "false"
+    if variables.get("BROKEN") == wanted:
+        return
+    lambda_.update_function_configuration(
+        FunctionName=function, Environment={"Variables": {**variables, "BROKEN": wanted}}
+    )
+    lambda_.get_waiter("function_updated_v2").wait(FunctionName=function, WaiterConfig={"Delay": 1})
+
+
+def _set_mapping(lambda_: Any, uuid: str, *, enabled: bool) -> None:
+    lambda_.update_event_source_mapping(UUID=uuid, Enabled=enabled)
+    wanted = "Enabled" if enabled else "Disabled"
+    await_value(
+        lambda: lambda_.get_event_source_mapping(UUID=uuid)["State"],
+        until=lambda state: state == wanted,
+        timeout=20,
+        waiting_for=f"mapping {uuid[:8]} to be {wanted}",
+    )
+
+
+def _attributes(sqs: Any, url: str) -> dict[str, int]:
+    found = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return {key: int(value) for key, value in found.items()}
+
+
+def _visible(sqs: Any, url: str) -> int:
+    return _attributes(sqs, url)["ApproximateNumberOfMessages"]
+
+
+def _in_flight(sqs: Any, url: str) -> int:
+    return sum(_attributes(sqs, url).values())
+
+
+def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
+    """Every message in the queue now (each received once, then made visible again)."""
+    messages: dict[str, dict[str, Any]] = {}
+    while True:
+        batch = sqs.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=5,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            messages[message["MessageId"]] = message
+    for message in messages.values():
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    return list(messages.values())
+
+
+def _peek(sqs: Any, url: str) -> list[tuple[str, int]]:
+    """(order id, receive count) of every order message in the queue, left in place."""
+    found = []
+    for message in _receive_all(sqs, url):
+        try:
+            body = json.loads(message["Body"])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(body, dict) and isinstance(body.get("order_id"), str):
+            found.append((body["order_id"], int(message["Attributes"]["ApproximateReceiveCount"])))
+    return found
