@@ -127,8 +127,14 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             )
         both = set(mine[0]) & set(mine[1])
         s.check("jobs dispatched by both ticks", expected=set(), seen=both)
-        statuses = {j: job(j)["status"] for j in due}
-        s.check("status of every due job", expected={"DONE"}, seen=set(statuses.values()))
+        # The rule's own tick may have claimed one a moment ago: give it time to finish.
+        statuses = await_value(
+            lambda: {job(j)["status"] for j in due},
+            until=lambda seen: seen == {"DONE"},
+            timeout=10,
+            waiting_for="every due job to be DONE",
+        )
+        s.check("status of every due job", expected={"DONE"}, seen=statuses)
         by_other = [j for j in due if j not in mine[0] + mine[1]]
         if by_other:
             s.note(f"{len(by_other)} were dispatched by the rule's own tick meanwhile")
