@@ -2,7 +2,8 @@
 replay of stored events to a fresh consumer through an EventBridge rule.
 
 1. Two carts' events are appended in batches; the store snapshots every N versions.
-2. The store is append-only: two appends racing for the same version -> one is refused.
+2. The store is append-only: two appends racing for the same version -> one is refused, and
+   a late writer's transaction for a used version is cancelled by its conditions.
 3. Bad events (no or wrong stream id, no, used or skipped version, a batch with one bad
    event) are refused with a clear error and stored nowhere.
 4. The cart rebuilt by full replay equals the live state, and the latest snapshot plus the
@@ -107,6 +108,43 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             "the refusal",
             expected=["VersionConflict"],
             seen=[r["error"] for r in results if "error" in r],
+        )
+        # A writer that read version 3 just before the winner appended would pass the version
+        # check; the transaction's conditions are what stop it.
+        late = {
+            "stream_id": {"S": other},
+            "version": {"N": "4"},
+            "type": {"S": "ItemAdded"},
+            "data": {"S": json.dumps({"sku": "fig", "quantity": 1, "price": 25})},
+            "at": {"S": "2026-01-01T00:00:00+00:00"},
+        }
+        try:
+            dynamodb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": res.events_table,
+                            "Item": late,
+                            "ConditionExpression": "attribute_not_exists(version)",
+                        }
+                    },
+                    {
+                        "ConditionCheck": {
+                            "TableName": res.state_table,
+                            "Key": {"stream_id": {"S": other}},
+                            "ConditionExpression": "version = :v",
+                            "ExpressionAttributeValues": {":v": {"N": "3"}},
+                        }
+                    },
+                ]
+            )
+            reasons = ["stored"]
+        except dynamodb.exceptions.TransactionCanceledException as error:
+            reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+        s.check(
+            "a late append of version 4 (the append's transaction): cancelled because",
+            expected=["ConditionalCheckFailed", "ConditionalCheckFailed"],
+            seen=reasons,
         )
         s.check("versions stored", expected=[1, 2, 3, 4], seen=versions(other))
 
