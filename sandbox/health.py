@@ -16,8 +16,9 @@ class NotHealthyError(RuntimeError):
     """LocalStack did not become healthy in time, or its process ended."""
 
 
-def health(endpoint: str, timeout: float = 2) -> dict[str, Any] | None:
-    """LocalStack's health document, or None when nothing answers."""
+def health(endpoint: str, timeout: float = 10) -> dict[str, Any] | None:
+    """LocalStack's health document, or None when nothing answers. A refused connection
+    returns at once; the long timeout is for a LocalStack busy with a heavy suite."""
     try:
         with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=timeout) as resp:
             return json.load(resp)

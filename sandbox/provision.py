@@ -257,7 +257,8 @@ def ensure_event_source_mapping(
     report_batch_item_failures: bool = True,
     **settings_: Any,
 ) -> str:
-    """An enabled mapping from a queue or stream to a function; returns its UUID."""
+    """An enabled mapping from a queue or stream to a function; returns its UUID. A stream
+    mapping also needs `StartingPosition` (e.g. "TRIM_HORIZON")."""
     lambda_ = aws.client("lambda")
     config: dict[str, Any] = {
         "BatchSize": batch_size,
@@ -267,8 +268,10 @@ def ensure_event_source_mapping(
     found = lambda_.list_event_source_mappings(FunctionName=function, EventSourceArn=source_arn)
     if found["EventSourceMappings"]:
         uuid = found["EventSourceMappings"][0]["UUID"]
+        # Where a stream mapping starts reading is fixed at creation; updates refuse it.
+        updatable = {k: v for k, v in config.items() if not k.startswith("StartingPosition")}
         lambda_.update_event_source_mapping(
-            UUID=uuid, FunctionName=function, Enabled=True, **config
+            UUID=uuid, FunctionName=function, Enabled=True, **updatable
         )
     else:
         uuid = lambda_.create_event_source_mapping(
@@ -277,7 +280,35 @@ def ensure_event_source_mapping(
     return uuid
 
 
+def allow_invoke(aws: Aws, function: str, service: str, source_arn: str) -> None:
+    """The resource policy real AWS needs before a service (events.amazonaws.com,
+    apigateway.amazonaws.com, s3.amazonaws.com...) may invoke the function from `source_arn`.
+    LocalStack does not check it; it is kept so the pattern is right on AWS."""
+    lambda_ = aws.client("lambda")
+    statement = re.sub(r"[^A-Za-z0-9_-]", "-", f"{service.split('.')[0]}-{source_arn}")[-100:]
+    try:
+        lambda_.add_permission(
+            FunctionName=function,
+            StatementId=statement,
+            Action="lambda:InvokeFunction",
+            Principal=service,
+            SourceArn=source_arn,
+        )
+    except lambda_.exceptions.ResourceConflictException:
+        pass  # granted by an earlier run
+
+
 # -- EventBridge ---------------------------------------------------------------------
+def ensure_event_bus(aws: Aws, name: str) -> str:
+    """A custom event bus; returns its ARN."""
+    events = aws.client("events")
+    try:
+        arn: str = events.describe_event_bus(Name=name)["Arn"]
+        return arn
+    except events.exceptions.ResourceNotFoundException:
+        return events.create_event_bus(Name=name)["EventBusArn"]
+
+
 def ensure_rule(
     aws: Aws,
     name: str,

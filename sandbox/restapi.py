@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox.aws import Aws
-from sandbox.provision import Queue, ensure_role
+from sandbox.provision import Queue, allow_invoke, ensure_role
 
 STAGE = "sandbox"
 GATEWAY_ROLE = "sandbox-apigateway-role"
@@ -44,6 +44,12 @@ def ensure_rest_api(aws: Aws, name: str, paths: dict[str, Any], **extensions: An
     apigateway.put_rest_api(restApiId=api_id, mode="overwrite", body=json.dumps(document))
     apigateway.create_deployment(restApiId=api_id, stageName=STAGE)
     return RestApi(api_id, f"{aws.endpoint_url}/_aws/execute-api/{api_id}/{STAGE}")
+
+
+def allow_api_to_invoke(aws: Aws, function: str, api: RestApi) -> None:
+    """The permission real AWS needs before the API may call the function."""
+    source = f"arn:aws:execute-api:{aws.region}:{aws.account_id}:{api.id}/*"
+    allow_invoke(aws, function, "apigateway.amazonaws.com", source)
 
 
 def gateway_role(aws: Aws) -> str:

@@ -18,6 +18,7 @@ def load_handler(folder: str, module: str = "app") -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"handlers_{folder}_{module}", path)
     assert spec and spec.loader
     loaded = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = loaded  # dataclasses look their module up there
     sys.path.insert(0, str(path.parent))
     try:
         spec.loader.exec_module(loaded)

@@ -1,0 +1,143 @@
+"""What scenarios read from SQS and CloudWatch Logs, and the dead-letter check most
+patterns make.
+
+Reading a queue to look for one message must not steal the others: messages that do not
+match are made visible again at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value
+from sandbox.provision import Queue
+
+Message = dict[str, Any]
+COUNTS = (
+    "ApproximateNumberOfMessages",
+    "ApproximateNumberOfMessagesNotVisible",
+    "ApproximateNumberOfMessagesDelayed",
+)
+
+
+def with_body(body: str) -> Callable[[Message], bool]:
+    return lambda message: message["Body"] == body
+
+
+def with_id(message_id: str) -> Callable[[Message], bool]:
+    return lambda message: message["MessageId"] == message_id
+
+
+def with_field(name: str, value: Any) -> Callable[[Message], bool]:
+    """A JSON body whose `name` is `value`."""
+
+    def match(message: Message) -> bool:
+        try:
+            body = json.loads(message["Body"])
+        except json.JSONDecodeError:
+            return False
+        return isinstance(body, dict) and body.get(name) == value
+
+    return match
+
+
+def find(aws: Aws, queue_url: str, match: Callable[[Message], bool]) -> Message | None:
+    """The first message in the queue now that `match`es (left in flight so the caller can
+    delete it); the others are made visible again."""
+    sqs = aws.client("sqs")
+    received = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=10,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", [])
+    found = None
+    for message in received:
+        if found is None and match(message):
+            found = message
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return found
+
+
+def take(aws: Aws, queue_url: str, match: Callable[[Message], bool]) -> Message | None:
+    """Like `find`, and delete the message found."""
+    found = find(aws, queue_url, match)
+    if found is not None:
+        aws.client("sqs").delete_message(QueueUrl=queue_url, ReceiptHandle=found["ReceiptHandle"])
+    return found
+
+
+def drain(aws: Aws, queue_url: str) -> list[Message]:
+    """Receive and delete everything visible in the queue now; returns what was there."""
+    sqs = aws.client("sqs")
+    drained: list[Message] = []
+    while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
+        "Messages", []
+    ):
+        sqs.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)
+            ],
+        )
+        drained.extend(batch)
+    return drained
+
+
+def depth(aws: Aws, queue_url: str) -> int:
+    """Messages in the queue: visible, in flight and delayed."""
+    attributes = aws.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=list(COUNTS)
+    )["Attributes"]
+    return sum(int(attributes.get(name, 0)) for name in COUNTS)
+
+
+def check_dead_lettered(
+    s: Scenario,
+    aws: Aws,
+    queue: Queue,
+    dlq: Queue,
+    match: Callable[[Message], bool],
+    *,
+    max_receive_count: int,
+    timeout: float = 30,
+) -> Message:
+    """Check a failing message was received `max_receive_count` times, then moved to the
+    DLQ and is gone from its queue; deletes it from the DLQ and returns it."""
+    dead: Message = await_value(
+        lambda: find(aws, dlq.url, match),  # type: ignore[arg-type, return-value]
+        timeout=timeout,
+        waiting_for=f"the failing message in {dlq.name}",
+    )
+    receives = int(dead["Attributes"]["ApproximateReceiveCount"])
+    s.check_that(
+        "times it was received before the move",
+        receives >= max_receive_count,
+        expected=f">= {max_receive_count} (maxReceiveCount)",
+        seen=receives,
+    )
+    aws.client("sqs").delete_message(QueueUrl=dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+    s.check(f"still in {queue.name}", expected=None, seen=find(aws, queue.url, match))
+    return dead
+
+
+def log_lines(aws: Aws, function: str, containing: str = "") -> list[str]:
+    """Lines the function logged so far that contain `containing` (none if it never ran).
+    Filtered here: LocalStack's filter_log_events ignores filter patterns."""
+    logs = aws.client("logs")
+    lines: list[str] = []
+    try:
+        pages = logs.get_paginator("filter_log_events").paginate(
+            logGroupName=f"/aws/lambda/{function}"
+        )
+        for page in pages:
+            lines.extend(e["message"] for e in page["events"] if containing in e["message"])
+    except logs.exceptions.ResourceNotFoundException:
+        pass
+    return lines
