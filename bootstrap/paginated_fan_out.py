@@ -1,0 +1,119 @@
+"""Provision paginated-fan-out: schedule rule -> pager Lambda <-> SQS pages queue, DynamoDB
+feeds and runs tables, and subscriber queues the pager sends to directly."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sandbox.aws import Aws
+from sandbox.provision import (
+    Queue,
+    ensure_event_source_mapping,
+    ensure_function,
+    ensure_queue_with_dlq,
+    ensure_rule,
+    ensure_table,
+)
+
+PAGE_SIZE = 10
+SUBSCRIBERS = 3
+SCHEDULE = "rate(1 hour)"
+SCHEDULED_BATCH = "feeds"  # the partition the schedule works through
+MAX_RECEIVE_COUNT = 2
+# A page of 10 can take seconds on a busy 2-core machine, a cold one more: the function gets
+# 6 s and the queue hides a page for 8 s. A failed page asks to come back after 1 s instead.
+FUNCTION_TIMEOUT = 6
+VISIBILITY_TIMEOUT = 8
+RETRY_DELAY_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class PaginatedFanOut:
+    feeds_table: str
+    runs_table: str
+    idempotency_table: str
+    pages: Queue
+    pages_dlq: Queue
+    subscribers: tuple[Queue, ...]
+    function: str
+    schedule_rule: str
+    schedule: str
+    schedule_input: str
+    page_size: int
+    max_receive_count: int
+
+
+def provision(aws: Aws) -> PaginatedFanOut:
+    feeds = ensure_table(aws, "paginated-fan-out-feeds", hash_key="batch", range_key="id")
+    runs = ensure_table(aws, "paginated-fan-out-runs")
+    idempotency = ensure_table(aws, "paginated-fan-out-idempotency")
+    pages, pages_dlq = ensure_queue_with_dlq(
+        aws,
+        "paginated-fan-out-pages",
+        max_receive_count=MAX_RECEIVE_COUNT,
+        visibility_timeout=VISIBILITY_TIMEOUT,
+    )
+    # Each subscriber's consumer can fail, so each subscriber queue has its DLQ too.
+    subscribers = tuple(
+        ensure_queue_with_dlq(
+            aws, f"paginated-fan-out-subscriber-{i}", max_receive_count=MAX_RECEIVE_COUNT
+        )[0]
+        for i in range(1, SUBSCRIBERS + 1)
+    )
+    function = "paginated-fan-out-pager"
+    arn = ensure_function(
+        aws,
+        function,
+        "paginated_fan_out",
+        environment={
+            "FEEDS_TABLE": feeds,
+            "RUNS_TABLE": runs,
+            "IDEMPOTENCY_TABLE": idempotency,
+            "PAGES_QUEUE_URL": pages.url,
+            "SUBSCRIBER_QUEUE_URLS": ",".join(q.url for q in subscribers),
+            "PAGE_SIZE": str(PAGE_SIZE),
+            "RETRY_DELAY_SECONDS": str(RETRY_DELAY_SECONDS),
+        },
+        timeout=FUNCTION_TIMEOUT,
+    )
+    ensure_event_source_mapping(aws, function, pages.arn, batch_size=1)
+    rule = "paginated-fan-out-schedule"
+    schedule_input = json.dumps({"batch": SCHEDULED_BATCH})
+    rule_arn = ensure_rule(
+        aws,
+        rule,
+        schedule=SCHEDULE,
+        targets=[{"Id": "pager", "Arn": arn, "Input": schedule_input}],
+        description="The seed's timed start: page 1 of the feeds partition",
+    )
+    _allow_events_to_invoke(aws, function, rule_arn)
+    return PaginatedFanOut(
+        feeds,
+        runs,
+        idempotency,
+        pages,
+        pages_dlq,
+        subscribers,
+        function,
+        rule,
+        SCHEDULE,
+        schedule_input,
+        PAGE_SIZE,
+        MAX_RECEIVE_COUNT,
+    )
+
+
+def _allow_events_to_invoke(aws: Aws, function: str, rule_arn: str) -> None:
+    """The resource policy AWS needs before a rule can invoke the function (idempotent)."""
+    lambda_ = aws.client("lambda")
+    try:
+        lambda_.add_permission(
+            FunctionName=function,
+            StatementId="schedule-rule",
+            Action="lambda:InvokeFunction",
+            Principal="events.amazonaws.com",
+            SourceArn=rule_arn,
+        )
+    except lambda_.exceptions.ResourceConflictException:
+        pass

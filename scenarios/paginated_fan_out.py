@@ -1,0 +1,249 @@
+"""Scenario for paginated-fan-out: one DynamoDB page per run, next token through SQS.
+
+1. The schedule rule exists, enabled, with the pager as its target and page 1's input (the
+   scenario starts page 1 itself instead of waiting for the schedule).
+2. Two batches of 25 items start at once, page 1 of each invoked directly, as the schedule
+   would; a malformed page message is put on the pages queue at the same time.
+3. The clean batch: at page size 10 it takes exactly 3 page runs (10, 10, 5), one attempt
+   each, each item is processed once, and a DONE marker is written.
+4. The flaky batch (feed-13 on page 2 fails once): SQS redelivers page 2, which is retried
+   from the same token; still 3 pages, each item processed once, DONE written.
+5. Each subscriber queue receives every item of both batches, once.
+6. Bad input: a direct start without a batch gets a MalformedPage error; the malformed page
+   message ends in the DLQ; nothing is lost (page messages = pages run + dead-lettered).
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, holds_for, unique_name
+
+ITEMS = 25
+FLAKY_ITEM = "feed-13"  # on page 2
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    events, lambda_, sqs = aws.client("events"), aws.client("lambda"), aws.client("sqs")
+    dynamodb = aws.client("dynamodb")
+    ids = [f"feed-{i:02d}" for i in range(ITEMS)]
+    clean, flaky, bad_batch = unique_name("clean"), unique_name("flaky"), unique_name("bad")
+
+    def invoke(payload: Any) -> tuple[str | None, dict[str, Any]]:
+        answer = lambda_.invoke(FunctionName=res.function, Payload=json.dumps(payload))
+        return answer.get("FunctionError"), json.loads(answer["Payload"].read())
+
+    def record(key: str) -> dict[str, Any]:
+        return dynamodb.get_item(
+            TableName=res.runs_table, Key={"id": {"S": key}}, ConsistentRead=True
+        ).get("Item", {})
+
+    runs: dict[str, str] = {}  # batch -> the run page 1 started
+
+    def pages_of(batch: str, run: str) -> list[dict[str, Any]]:
+        """A run's page records, page 1 first (one page further, to see none ran)."""
+        found = [record(f"page#{batch}#{run}#{n}") for n in range(1, 5)]
+        return [p for p in found if p]
+
+    def check_batch(batch: str, attempts: list[int]) -> list[dict[str, Any]]:
+        run = runs[batch]
+        done = await_value(
+            lambda: record(f"done#{batch}#{run}"),
+            timeout=40,
+            waiting_for=f"the DONE marker of {batch}",
+        )
+        s.check(
+            "DONE marker: pages, items",
+            expected=(3, ITEMS),
+            seen=(int(done["pages"]["N"]), int(done["items"]["N"])),
+        )
+        pages = pages_of(batch, run)
+        s.check("page runs", expected=[1, 2, 3], seen=[int(p["page"]["N"]) for p in pages])
+        s.check("items per page", expected=[10, 10, 5], seen=[int(p["items"]["N"]) for p in pages])
+        s.check(
+            "attempts per page", expected=attempts, seen=[int(p["attempts"]["N"]) for p in pages]
+        )
+        processed = _item_runs(dynamodb, res.runs_table, f"{batch}#{run}", ids)
+        s.check(
+            "items processed exactly once", expected=ITEMS, seen=list(processed.values()).count(1)
+        )
+        s.check(
+            "items processed other than once",
+            expected={},
+            seen={i: n for i, n in processed.items() if n != 1},
+        )
+        return pages
+
+    with s.step("The schedule rule exists with the pager as its target"):
+        rule = events.describe_rule(Name=res.schedule_rule)
+        s.check("schedule", expected=res.schedule, seen=rule.get("ScheduleExpression"))
+        s.check("state", expected="ENABLED", seen=rule["State"])
+        targets = events.list_targets_by_rule(Rule=res.schedule_rule)["Targets"]
+        function_arn = lambda_.get_function_configuration(FunctionName=res.function)["FunctionArn"]
+        s.check(
+            "target and its input",
+            expected=[(function_arn, res.schedule_input)],
+            seen=[(t["Arn"], t.get("Input")) for t in targets],
+        )
+
+    with s.step("Two batches of 25 start at once; a malformed page message is queued too"):
+        _seed(dynamodb, res.feeds_table, clean, ids)
+        _seed(dynamodb, res.feeds_table, flaky, ids, fail_once=FLAKY_ITEM)
+        s.note(f"{FLAKY_ITEM} of {flaky} fails its page the first time it is reached")
+        bad = {"batch": bad_batch, "run": "r1", "token": "not-a-token!", "page": 2, "seen": 10}
+        bad_id = sqs.send_message(QueueUrl=res.pages.url, MessageBody=json.dumps(bad))["MessageId"]
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(lambda b: invoke({"batch": b}), [clean, flaky]))
+        for (error, first), batch in zip(answers, [clean, flaky], strict=True):
+            s.check(
+                f"page 1 of {batch} (started directly): error, items, next",
+                expected=(None, res.page_size, True),
+                seen=(error, first.get("items"), first.get("next")) if not error else first,
+            )
+            runs[batch] = first["run"]
+
+    with s.step(f"{ITEMS} items at page size {res.page_size} take exactly 3 page runs"):
+        check_batch(clean, attempts=[1, 1, 1])
+
+    with s.step("A failed page is redelivered by SQS and retried from the same token"):
+        pages = check_batch(flaky, attempts=[1, 2, 1])
+        tokens = [t["S"] for t in pages[1]["tokens"]["L"]]
+        s.check_that(
+            "page 2's two attempts started from the same token",
+            len(tokens) == 2 and tokens[0] == tokens[1] and tokens[0] != "-",
+            expected="two equal tokens",
+            seen=[t[:24] + "…" for t in tokens],
+        )
+        failed = record(f"failed-once#{flaky}#{FLAKY_ITEM}")
+        s.check("the injected failure happened", expected=True, seen=bool(failed))
+
+    with s.step("Each subscriber receives every item, once"):
+        for number, queue in enumerate(res.subscribers, start=1):
+            got = _drain(sqs, queue.url, [clean, flaky], ITEMS)
+            for batch in (clean, flaky):
+                s.check(
+                    f"subscriber {number}, {batch.split('-')[0]} batch: messages, distinct items",
+                    expected=(ITEMS, ITEMS),
+                    seen=(len(got[batch]), len(set(got[batch]) & set(ids))),
+                )
+
+    with s.step(f"Bad input: a clear error; a DLQ entry after {res.max_receive_count} receives"):
+        error, answer = invoke({"page": 1})
+        s.check(
+            "start without a batch: error type",
+            expected="MalformedPage",
+            seen=answer.get("errorType"),
+        )
+        s.note(answer.get("errorMessage", ""))
+        dead = await_value(
+            lambda: _find(sqs, res.pages_dlq.url, bad_id),
+            timeout=40,
+            waiting_for="the malformed page message in the DLQ",
+        )
+        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
+        s.check_that(
+            "receives before the move",
+            receives >= res.max_receive_count,
+            expected=f">= {res.max_receive_count}",
+            seen=receives,
+        )
+        sqs.delete_message(QueueUrl=res.pages_dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+        s.check("no page of the bad batch ran", expected=[], seen=pages_of(bad_batch, "r1"))
+        # Page messages that went through the queue in this run: the pager's (pages 2..n of
+        # each batch, as their DONE markers say) and the bad one.
+        batches = (clean, flaky)
+        sent = sum(int(record(f"done#{b}#{runs[b]}")["pages"]["N"]) - 1 for b in batches) + 1
+        ran = [p for b in batches for p in pages_of(b, runs[b]) if int(p["page"]["N"]) > 1]
+        s.check(
+            "page messages = pages run from SQS + dead-lettered",
+            expected=sent,
+            seen=sum(1 for p in ran if p.get("status", {}).get("S") == "DONE") + 1,
+        )
+
+
+def _seed(dynamodb: Any, table: str, batch: str, ids: list[str], fail_once: str = "") -> None:
+    items = []
+    for item_id in ids:
+        item = {"batch": {"S": batch}, "id": {"S": item_id}, "title": {"S": f"Feed {item_id}"}}
+        if item_id == fail_once:
+            item["fail_once"] = {"BOOL": True}
+        items.append({"PutRequest": {"Item": item}})
+    for start in range(0, len(items), 25):
+        pending: dict[str, Any] = {table: items[start : start + 25]}
+        while pending:
+            pending = dynamodb.batch_write_item(RequestItems=pending)["UnprocessedItems"]
+
+
+def _item_runs(dynamodb: Any, table: str, batch_run: str, ids: list[str]) -> dict[str, int]:
+    """How many times each item was processed (the pager's item#<batch>#<run>#<id> counters)."""
+    runs = dict.fromkeys(ids, 0)
+    keys = [{"id": {"S": f"item#{batch_run}#{i}"}} for i in ids]
+    for start in range(0, len(keys), 100):
+        pending: dict[str, Any] = {
+            table: {"Keys": keys[start : start + 100], "ConsistentRead": True}
+        }
+        while pending:
+            answer = dynamodb.batch_get_item(RequestItems=pending)
+            for item in answer["Responses"].get(table, []):
+                runs[item["id"]["S"].rsplit("#", 1)[1]] = int(item["runs"]["N"])
+            pending = answer["UnprocessedKeys"]
+    return runs
+
+
+def _drain(sqs: Any, url: str, batches: list[str], count: int) -> dict[str, list[str]]:
+    """Receive (and delete) a subscriber queue's messages until `count` of each batch came,
+    then make sure no more of them arrive for a moment; ids per batch, repeats included."""
+    got: dict[str, list[str]] = {b: [] for b in batches}
+
+    def receive_round() -> int:
+        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        for message in messages:
+            body = json.loads(message["Body"])
+            if body.get("batch") in got:
+                got[body["batch"]].append(body["id"])
+        if messages:
+            sqs.delete_message_batch(
+                QueueUrl=url,
+                Entries=[
+                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                    for i, m in enumerate(messages)
+                ],
+            )
+        return min(len(ids) for ids in got.values())
+
+    await_value(
+        receive_round,
+        until=lambda n: n >= count,
+        timeout=30,
+        interval=0.05,
+        waiting_for=f"{count} messages of each batch on {url.rsplit('/', 1)[-1]}",
+    )
+    expected = count * len(batches)
+    holds_for(
+        lambda: (receive_round(), sum(len(ids) for ids in got.values()))[1],
+        until=lambda n: n == expected,
+        duration=0.5,
+    )
+    return got
+
+
+def _find(sqs: Any, queue_url: str, message_id: str) -> dict[str, Any] | None:
+    """Receive from a queue; return the message with this id if it is there now."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url,
+        MaxNumberOfMessages=10,
+        VisibilityTimeout=10,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    ).get("Messages", [])
+    found = None
+    for message in received:
+        if message["MessageId"] == message_id:
+            found = message
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return found
