@@ -4,10 +4,15 @@ read model (DynamoDB) <- query Lambda."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from sandbox.aws import Aws
-from sandbox.provision import Queue, ensure_function, ensure_queue, ensure_table
+from sandbox.provision import (
+    Queue,
+    ensure_event_source_mapping,
+    ensure_function,
+    ensure_queue,
+    ensure_table,
+)
 
 MAX_RETRY_ATTEMPTS = 5
 
@@ -69,12 +74,12 @@ def provision(aws: Aws) -> Cqrs:
         environment={"READ_MODEL_TABLE": read_model},
         timeout=5,
     )
-    mapping = ensure_stream_mapping(
+    mapping = ensure_event_source_mapping(
         aws,
         projector_fn,
         stream_arn,
-        BatchSize=10,
-        FunctionResponseTypes=["ReportBatchItemFailures"],
+        batch_size=10,
+        StartingPosition="TRIM_HORIZON",
         MaximumRetryAttempts=MAX_RETRY_ATTEMPTS,
         DestinationConfig={"OnFailure": {"Destination": failures.arn}},
     )
@@ -90,26 +95,3 @@ def provision(aws: Aws) -> Cqrs:
         failures,
         MAX_RETRY_ATTEMPTS,
     )
-
-
-def ensure_stream_mapping(aws: Aws, function: str, stream_arn: str, **config: Any) -> str:
-    """A stream -> function mapping reading from the stream's start; returns its UUID.
-
-    Not `provision.ensure_event_source_mapping`: a stream mapping needs StartingPosition at
-    creation, and UpdateEventSourceMapping refuses that parameter, so the shared helper
-    cannot both create and update one."""
-    lambda_ = aws.client("lambda")
-    found = lambda_.list_event_source_mappings(FunctionName=function, EventSourceArn=stream_arn)
-    if found["EventSourceMappings"]:
-        uuid: str = found["EventSourceMappings"][0]["UUID"]
-        lambda_.update_event_source_mapping(
-            UUID=uuid, FunctionName=function, Enabled=True, **config
-        )
-        return uuid
-    return lambda_.create_event_source_mapping(
-        FunctionName=function,
-        EventSourceArn=stream_arn,
-        Enabled=True,
-        StartingPosition="TRIM_HORIZON",
-        **config,
-    )["UUID"]

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sandbox.aws import Aws
 from sandbox.provision import (
     Queue,
+    allow_invoke,
     ensure_event_source_mapping,
     ensure_function,
     ensure_queue_with_dlq,
@@ -76,7 +77,7 @@ def provision(aws: Aws) -> TaskScheduling:
         targets=[{"Id": "tick", "Arn": tick_arn}],
         description="Drives the scheduler: one tick a minute",
     )
-    _allow_rule_to_invoke(aws, tick_fn, rule_arn)
+    allow_invoke(aws, tick_fn, "events.amazonaws.com", rule_arn)
     return TaskScheduling(
         table,
         queue,
@@ -90,18 +91,3 @@ def provision(aws: Aws) -> TaskScheduling:
         SCHEDULE,
         LOOKAHEAD_SECONDS,
     )
-
-
-def _allow_rule_to_invoke(aws: Aws, function: str, rule_arn: str) -> None:
-    """The resource policy real AWS needs before a rule may invoke the function."""
-    lambda_ = aws.client("lambda")
-    try:
-        lambda_.add_permission(
-            FunctionName=function,
-            StatementId="invoke-from-tick-rule",
-            Action="lambda:InvokeFunction",
-            Principal="events.amazonaws.com",
-            SourceArn=rule_arn,
-        )
-    except lambda_.exceptions.ResourceConflictException:
-        pass  # already there

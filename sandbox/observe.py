@@ -1,5 +1,5 @@
-"""What scenarios read from SQS and CloudWatch Logs, and the dead-letter check most
-patterns make.
+"""What scenarios read from SQS, CloudWatch Logs and synchronous Lambda calls, and the
+dead-letter check most patterns make.
 
 Reading a queue to look for one message must not steal the others: messages that do not
 match are made visible again at once.
@@ -141,3 +141,13 @@ def log_lines(aws: Aws, function: str, containing: str = "") -> list[str]:
     except logs.exceptions.ResourceNotFoundException:
         pass
     return lines
+
+
+def invoke(aws: Aws, function: str, payload: Any) -> Any:
+    """Call the function synchronously; returns its decoded result. A function error raises
+    (a scenario must not mistake an error payload for an answer)."""
+    answer = aws.client("lambda").invoke(FunctionName=function, Payload=json.dumps(payload))
+    body = json.loads(answer["Payload"].read() or b"null")
+    if "FunctionError" in answer:
+        raise AssertionError(f"{function} failed: {body}")
+    return body

@@ -14,29 +14,22 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
+from sandbox.observe import invoke
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    lambda_, dynamodb = aws.client("lambda"), aws.client("dynamodb")
-
-    def invoke(function: str, payload: dict[str, Any]) -> dict[str, Any]:
-        answer = lambda_.invoke(FunctionName=function, Payload=json.dumps(payload))
-        body = json.loads(answer["Payload"].read() or b"null")
-        if "FunctionError" in answer:
-            raise AssertionError(f"{function} failed: {body}")
-        return body  # type: ignore[no-any-return]
+    dynamodb = aws.client("dynamodb")
 
     def command(**fields: Any) -> dict[str, Any]:
-        return invoke(res.command_function, fields)
+        return invoke(aws, res.command_function, fields)
 
     def view(account_id: str) -> dict[str, Any] | None:
-        answer = invoke(res.query_function, {"account_id": account_id})
+        answer = invoke(aws, res.query_function, {"account_id": account_id})
         return answer["account"] if answer["found"] else None
 
     def view_at(account_id: str, version: int) -> dict[str, Any]:
@@ -78,7 +71,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             for a in amounts
         ]
         with ThreadPoolExecutor(max_workers=len(competing)) as pool:
-            results = list(pool.map(lambda c: invoke(res.command_function, c), competing))
+            results = list(pool.map(lambda c: invoke(aws, res.command_function, c), competing))
         for sent, got in zip(competing, results, strict=True):
             outcome = f"version {got['version']}" if got["accepted"] else got["message"]
             s.note(f"deposit {sent['amount']} at version 3 -> {outcome}")
@@ -140,7 +133,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             ),
         ]
         for payload, code in bad:
-            answer = invoke(res.command_function, payload)
+            answer = invoke(aws, res.command_function, payload)
             s.check(
                 f"{code}: {answer.get('message')}",
                 expected=(False, code),
@@ -202,7 +195,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     with s.step("Redelivered events change nothing"):
         before = view(alice)
         batch = _stream_batch(dynamodb, res.events_table, res.events_stream_arn, alice)
-        answer = invoke(res.projector_function, batch)
+        answer = invoke(aws, res.projector_function, batch)
         s.note(f"sent {len(batch['Records'])} already-projected events to the projector again")
         s.check("batch item failures", expected=[], seen=answer.get("batchItemFailures"))
         s.check("read model after redelivery", expected=before, seen=view(alice))

@@ -14,13 +14,13 @@
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
+from sandbox.observe import invoke
 
 DUE_SOON_JOBS = 6
 SOON_SECONDS = 8
@@ -28,19 +28,13 @@ PRECISION_SECONDS = 15  # well under the one-minute tick
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    lambda_, dynamodb, events = aws.client("lambda"), aws.client("dynamodb"), aws.client("events")
+    dynamodb, events = aws.client("dynamodb"), aws.client("events")
     run_id = unique_name("run")
-
-    def invoke(function: str, payload: dict[str, Any]) -> dict[str, Any]:
-        answer = lambda_.invoke(FunctionName=function, Payload=json.dumps(payload))
-        body = json.loads(answer["Payload"].read() or b"null")
-        if "FunctionError" in answer:
-            raise AssertionError(f"{function} failed: {body}")
-        return body  # type: ignore[no-any-return]
 
     def create(due: datetime | str, **payload: Any) -> dict[str, Any]:
         when = due if isinstance(due, str) else due.isoformat()
-        return invoke(res.create_function, {"due": when, "payload": {"run": run_id, **payload}})
+        request = {"due": when, "payload": {"run": run_id, **payload}}
+        return invoke(aws, res.create_function, request)
 
     def job(job_id: str) -> dict[str, Any]:
         item = dynamodb.get_item(
@@ -78,7 +72,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             {"due": soon.isoformat(), "payload": {"run": run_id}, "retries": 3},
         ]
         for definition in bad:
-            answer = invoke(res.create_function, definition)
+            answer = invoke(aws, res.create_function, definition)
             s.check(
                 f"refused: {answer.get('message')}",
                 expected=(False, "InvalidJob"),
@@ -98,9 +92,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
         future = create(now + timedelta(hours=1), kind="future")["job_id"]
         cancelled = create(now + timedelta(seconds=3), kind="cancelled")["job_id"]
-        answer = invoke(res.cancel_function, {"job_id": cancelled})
+        answer = invoke(aws, res.cancel_function, {"job_id": cancelled})
         s.check("cancel", expected=True, seen=answer["cancelled"])
-        again = invoke(res.cancel_function, {"job_id": cancelled})
+        again = invoke(aws, res.cancel_function, {"job_id": cancelled})
         s.check("cancel twice", expected=False, seen=again["cancelled"])
         s.note(again["message"])
         # Due a few seconds from now, so the tick must hold them back with an SQS delay.
@@ -117,7 +111,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     with s.step("Two ticks run at once: no job is dispatched by both"):
         with ThreadPoolExecutor(max_workers=2) as pool:
-            ticks = list(pool.map(lambda _: invoke(res.tick_function, {}), range(2)))
+            ticks = list(pool.map(lambda _: invoke(aws, res.tick_function, {}), range(2)))
         mine = [[j for j in t["dispatched"] if j in due] for t in ticks]
         lost = [[j for j in t["lost"] if j in due] for t in ticks]
         for n, (t, got, missed) in enumerate(zip(ticks, mine, lost, strict=True), start=1):
@@ -190,7 +184,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
 
     with s.step("A later tick does not dispatch a done job again"):
-        later = invoke(res.tick_function, {})
+        later = invoke(aws, res.tick_function, {})
         s.check(
             "our jobs in the later tick",
             expected=[],
