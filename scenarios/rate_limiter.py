@@ -1,0 +1,347 @@
+"""Scenario for rate-limiter: limits hold call by call and under concurrent callers, and a
+buffer keeps a downstream within its cap.
+
+1. Bad input: no or a malformed X-Client-Id gets 400 saying why.
+2. Token bucket, burst 3: three calls in a row pass, the 4th gets 429 with Retry-After.
+3. After the refill a call passes again (with nothing left over).
+4. 20 concurrent calls on a bucket holding 5 tokens (no refill): exactly 5 pass, the bucket
+   ends at 0, written exactly 5 times.
+5. Fixed window: 20 concurrent calls; in every window, passes = min(limit, calls); a caller
+   refused in one window passes in the next. Every API call got 200, 429 or 400.
+6. SQS buffer: jobs posted through the API reach a stand-in downstream, never more than its
+   cap at once; a job the downstream refuses is retried and dead-lettered. Jobs in =
+   delivered + in the DLQ.
+7. The cap under real parallel demand: concurrent invocations of the consumer beyond its
+   reserved concurrency are throttled; the downstream sees exactly the cap at once.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from botocore.config import Config
+
+from sandbox.aws import Aws
+from sandbox.harness import Scenario, await_value, unique_name
+from sandbox.local_http import Reply, Request, serve
+
+HOLD_SECONDS = 0.5  # how long the downstream takes per call: long enough for calls to overlap
+
+
+def run(aws: Aws, res: Any, s: Scenario) -> None:
+    dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
+    run_id = unique_name("run")
+    answered: Counter[int] = Counter()
+
+    def call(path: str, client: str | None) -> requests.Response:
+        headers = {"X-Client-Id": client} if client is not None else {}
+        answer = requests.get(f"{res.api.url}{path}", headers=headers, timeout=30)
+        answered[answer.status_code] += 1
+        return answer
+
+    def burst(path: str, client: str, n: int) -> list[requests.Response]:
+        with ThreadPoolExecutor(max_workers=n) as pool:
+            return list(pool.map(lambda _: call(path, client), range(n)))
+
+    def bucket(client: str) -> dict[str, Any]:
+        return dynamodb.get_item(
+            TableName=res.buckets_table, Key={"id": {"S": client}}, ConsistentRead=True
+        )["Item"]
+
+    with s.step("Bad input gets 400 with the reason"):
+        missing = call("/bucket", None)
+        s.check("no X-Client-Id", expected=400, seen=missing.status_code)
+        s.check(
+            "reason", expected="the X-Client-Id header is required", seen=missing.json()["message"]
+        )
+        malformed = call("/window", "not a valid id!")
+        s.check("malformed X-Client-Id", expected=400, seen=malformed.status_code)
+        s.note(f"reason: {malformed.json()['message']}")
+
+    with s.step(f"Token bucket, burst {res.bucket_capacity}: the 4th call in a row gets 429"):
+        client = f"{run_id}-a"
+        answers = [call("/bucket", client) for _ in range(res.bucket_capacity + 1)]
+        s.check(
+            "status codes", expected=[200, 200, 200, 429], seen=[a.status_code for a in answers]
+        )
+        s.check("remaining", expected=[2, 1, 0], seen=[a.json()["remaining"] for a in answers[:3]])
+        refused = answers[-1]
+        s.check_that(
+            "429 says when to come back",
+            int(refused.headers.get("Retry-After", "0")) >= 1,
+            expected="Retry-After >= 1",
+            seen=f"Retry-After {refused.headers.get('Retry-After')}, body {refused.json()}",
+        )
+        refused_at = time.monotonic()
+
+    with s.step(f"After the refill ({res.refill_per_second} tokens/s) a call passes again"):
+        passed = await_value(
+            lambda: call("/bucket", client),
+            until=lambda a: a.status_code == 200,
+            interval=0.25,
+            timeout=15,
+            waiting_for="a call to pass after the refill",
+        )
+        waited = time.monotonic() - refused_at
+        s.note(
+            f"passed {waited:.1f} s after the 429 "
+            f"(Retry-After was {refused.headers['Retry-After']} s)"
+        )
+        s.check("remaining after the refilled call", expected=0, seen=passed.json()["remaining"])
+        tokens = float(bucket(client)["tokens"]["N"])
+        s.check_that("stored tokens", 0 <= tokens < 1, expected="0 <= tokens < 1", seen=tokens)
+
+    with s.step("20 concurrent calls on a bucket of 5 tokens: exactly 5 pass, none below zero"):
+        client = f"{run_id}-b"
+        dynamodb.put_item(
+            TableName=res.buckets_table,
+            Item={
+                "id": {"S": client},
+                "tokens": {"N": "5"},
+                "capacity": {"N": "5"},
+                "refill_per_s": {"N": "0"},  # no refill: only the 5 tokens exist
+                "updated_ms": {"N": str(int(time.time() * 1000))},
+                "version": {"N": "0"},
+            },
+        )
+        codes = Counter(a.status_code for a in burst("/bucket", client, 20))
+        s.check("answers", expected={200: 5, 429: 15}, seen=dict(codes))
+        row = bucket(client)
+        s.check("tokens left", expected=0.0, seen=float(row["tokens"]["N"]))
+        s.check("conditional writes that succeeded", expected=5, seen=int(row["version"]["N"]))
+
+    with s.step(
+        f"Fixed window ({res.window_limit} per {res.window_seconds} s) under 20 concurrent calls"
+    ):
+        client = f"{run_id}-c"
+        answers = burst("/window", client, 20)
+        by_window: dict[int, Counter[int]] = {}
+        for answer in answers:
+            body = answer.json()
+            by_window.setdefault(body["window_start_ms"], Counter())[answer.status_code] += 1
+        seen = {start: dict(codes) for start, codes in sorted(by_window.items())}
+        s.check_that(
+            "in every window, passes = min(limit, calls)",
+            all(
+                codes[200] == min(res.window_limit, codes[200] + codes[429])
+                for codes in by_window.values()
+            ),
+            expected=f"min({res.window_limit}, calls) passes per window",
+            seen=seen,
+        )
+        last_refused = max(
+            (start for start, codes in by_window.items() if codes[429]), default=None
+        )
+        s.check_that(
+            "some calls were refused", last_refused is not None, expected="a 429", seen=seen
+        )
+        later = await_value(
+            lambda: call("/window", client),
+            until=lambda a: a.status_code == 200 and a.json()["window_start_ms"] > last_refused,
+            interval=0.25,
+            timeout=15,
+            waiting_for="a call to pass in the next window",
+        )
+        s.check_that(
+            "a refused caller passes in the next window",
+            later.json()["window_start_ms"] >= last_refused + res.window_seconds * 1000,
+            expected=f"a window after {last_refused}",
+            seen=later.json(),
+        )
+        s.check_that(
+            "every API call got 200, 429 or 400",
+            set(answered) <= {200, 429, 400},
+            expected="{200, 429, 400}",
+            seen=dict(answered),
+        )
+        s.note(f"calls so far: {sum(answered.values())} = {dict(answered)}")
+
+    downstream = _Downstream()
+    with serve(downstream.respond) as server:
+        _configure_downstream(aws, res.worker, f"{server.url}/jobs")
+        s.note(f"stand-in downstream at {server.url}, holding each call {HOLD_SECONDS} s")
+
+        with s.step(
+            f"SQS buffer: the downstream never sees more than {res.downstream_cap} at once"
+        ):
+            mapping = aws.client("lambda").get_event_source_mapping(UUID=res.worker_mapping)
+            s.check(
+                "mapping's ScalingConfig",
+                expected={"MaximumConcurrency": 2},
+                seen=mapping.get("ScalingConfig"),
+            )
+            jobs = [{"job": f"{run_id}-job-{i}"} for i in range(10)]
+            poison = {"job": f"{run_id}-poison", "poison": True}
+            with ThreadPoolExecutor(max_workers=11) as pool:
+                posted = list(
+                    pool.map(
+                        lambda j: requests.post(f"{res.api.url}/jobs", json=j, timeout=10),
+                        [*jobs, poison],
+                    )
+                )
+            s.check("jobs buffered", expected=[202] * 11, seen=[p.status_code for p in posted])
+            await_value(
+                lambda: downstream.accepted(run_id),
+                until=lambda got: len(got) >= len(jobs),
+                timeout=40,
+                waiting_for="the downstream to accept all 10 jobs",
+            )
+            dead = await_value(
+                lambda: _find(sqs, res.dlq.url, poison["job"]),
+                timeout=40,
+                waiting_for="the refused job in the DLQ",
+            )
+            sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+            accepted = downstream.accepted(run_id)
+            s.check("each job delivered once", expected={j["job"]: 1 for j in jobs}, seen=accepted)
+            s.check_that(
+                "the refused job was tried more than once",
+                downstream.tries(poison["job"]) >= 2,
+                expected=">= 2 tries",
+                seen=downstream.tries(poison["job"]),
+            )
+            s.check(
+                "jobs in = delivered + in the DLQ",
+                expected="11 = 10 + 1",
+                seen=f"{len(posted)} = {len(accepted)} + 1",
+            )
+            s.check_that(
+                "most calls the downstream had at once",
+                downstream.max_in_flight <= res.downstream_cap,
+                expected=f"<= {res.downstream_cap}",
+                seen=downstream.max_in_flight,
+            )
+            s.note(
+                "LocalStack's SQS poller invokes one batch at a time, whatever MaximumConcurrency "
+                f"says: it saw {downstream.max_in_flight} at once. The next step shows the cap "
+                "holding under real parallel demand."
+            )
+
+        with s.step(
+            f"Reserved concurrency {res.downstream_cap}: parallel demand is throttled, "
+            f"the downstream sees at most {res.downstream_cap}"
+        ):
+            downstream.max_in_flight = 0
+            no_retries = aws.session.client(
+                "lambda",
+                endpoint_url=aws.endpoint_url,
+                region_name=aws.region,
+                config=Config(retries={"total_max_attempts": 1}, read_timeout=30),
+            )
+            direct = [f"{run_id}-direct-{i}" for i in range(8)]
+            throttles = Counter[str]()
+
+            def invoke(job: str) -> None:
+                event = _sqs_event(aws, res.buffer.arn, json.dumps({"job": job}))
+                while True:
+                    try:
+                        no_retries.invoke(FunctionName=res.worker, Payload=json.dumps(event))
+                        return
+                    except no_retries.exceptions.TooManyRequestsException:
+                        throttles[job] += 1
+                        threading.Event().wait(0.2)  # as a poller backs off, then tries again
+
+            with ThreadPoolExecutor(max_workers=len(direct)) as pool:
+                list(pool.map(invoke, direct))
+            throttled = sum(throttles.values())
+            s.check_that(
+                "invocations throttled (TooManyRequestsException)",
+                throttled > 0,
+                expected="> 0",
+                seen=f"{throttled} over {len(direct)} concurrent jobs",
+            )
+            accepted = downstream.accepted(f"{run_id}-direct")
+            s.check("each job delivered once", expected={j: 1 for j in direct}, seen=accepted)
+            s.check(
+                "most calls the downstream had at once",
+                expected=res.downstream_cap,
+                seen=downstream.max_in_flight,
+            )
+
+
+class _Downstream:
+    """A stand-in for the rate-sensitive service: holds each call a while, counts how many it
+    has at once, and refuses (422) jobs marked poison."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.calls: Counter[str] = Counter()
+        self.ok: Counter[str] = Counter()
+
+    def respond(self, request: Request) -> Reply:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            threading.Event().wait(HOLD_SECONDS)
+            job = json.loads(request.body)
+            with self.lock:
+                self.calls[job["job"]] += 1
+                if not job.get("poison"):
+                    self.ok[job["job"]] += 1
+            if job.get("poison"):
+                return Reply(422, b'{"message": "cannot process this job"}')
+            return Reply(200, b'{"ok": true}')
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+    def accepted(self, prefix: str) -> dict[str, int]:
+        with self.lock:
+            return {job: n for job, n in self.ok.items() if job.startswith(prefix)}
+
+    def tries(self, job: str) -> int:
+        with self.lock:
+            return self.calls[job]
+
+
+def _configure_downstream(aws: Aws, function: str, url: str) -> None:
+    lambda_ = aws.client("lambda")
+    lambda_.update_function_configuration(
+        FunctionName=function, Environment={"Variables": {"DOWNSTREAM_URL": url}}
+    )
+    lambda_.get_waiter("function_updated_v2").wait(FunctionName=function, WaiterConfig={"Delay": 1})
+
+
+def _sqs_event(aws: Aws, queue_arn: str, body: str) -> dict[str, Any]:
+    """An SQS event of one record, as the event source mapping would send it."""
+    return {
+        "Records": [
+            {
+                "messageId": unique_name("direct"),
+                "receiptHandle": "direct",
+                "body": body,
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": queue_arn,
+                "awsRegion": aws.region,
+            }
+        ]
+    }
+
+
+def _find(sqs: Any, queue_url: str, text: str) -> dict[str, Any] | None:
+    """The message whose body contains `text`, if it is in the queue now; others are made
+    visible again."""
+    received = sqs.receive_message(
+        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=10
+    ).get("Messages", [])
+    found = None
+    for message in received:
+        if found is None and text in message["Body"]:
+            found = message
+        else:
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
+    return found
