@@ -18,7 +18,7 @@ from sandbox.provision import (
 )
 
 MAX_RECEIVE_COUNT = 2
-VISIBILITY_TIMEOUT = 3
+VISIBILITY_TIMEOUT = 5
 
 
 @dataclass(frozen=True)

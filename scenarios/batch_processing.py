@@ -57,13 +57,13 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
         await_value(
             lambda: writes(flaky_id),
-            timeout=30,
+            timeout=45,
             waiting_for="the record that failed once to be written on its retry",
         )
         s.check("the failing record's attempts", expected=2, seen=attempts(message_ids["flaky"]))
         dead = await_value(
             lambda: _find(sqs, res.dlq.url, bad_body),
-            timeout=30,
+            timeout=45,
             waiting_for="the malformed message in the DLQ",
         )
         sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
@@ -71,6 +71,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             "the malformed message's attempts before the DLQ",
             expected=res.max_receive_count,
             seen=attempts(message_ids["bad"]),
+        )
+        first_batch = dynamodb.get_item(
+            TableName=res.attempts_table, Key={"id": {"S": message_ids["flaky"]}}
+        )["Item"]["first_batch_size"]["N"]
+        s.check_that(
+            "size of the batch the failing record first came in",
+            int(first_batch) > 1,
+            expected="more than 1 (it failed alone, not its batch)",
+            seen=int(first_batch),
         )
         valid_attempts = [attempts(message_ids[f"v{i}"]) for i in range(len(valid_ids))]
         s.check("attempts of each valid record", expected=[1] * len(valid_ids), seen=valid_attempts)
@@ -90,7 +99,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         again = sqs.send_message(
             QueueUrl=res.queue.url, MessageBody=json.dumps({"id": valid_ids[0], "amount": 0})
         )["MessageId"]
-        await_value(lambda: attempts(again), timeout=30, waiting_for="the redelivered record")
+        await_value(lambda: attempts(again), timeout=45, waiting_for="the redelivered record")
         holds_for(lambda: writes(valid_ids[0]), until=lambda n: n == 1, duration=2)
         s.check("writes of the record delivered twice", expected=1, seen=writes(valid_ids[0]))
         s.check("the second delivery's attempts", expected=1, seen=attempts(again))
@@ -178,16 +187,26 @@ def _job_records(run_id: str) -> tuple[list[dict[str, Any]], list[str]]:
 
 
 def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
-    """The message with this body if it is in the queue now (others are made visible again)."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=10
-    ).get("Messages", [])
+    """The message with this body if it is in the queue now. Looks through the whole queue
+    (other runs may have left messages), then makes the others visible again."""
+    held: list[dict[str, Any]] = []
     found = None
-    for message in received:
-        if message["Body"] == body and found is None:
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
+    while found is None:
+        received = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=10,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        if not received:
+            break
+        for message in received:
+            if message["Body"] == body and found is None:
+                found = message
+            else:
+                held.append(message)
+    for message in held:
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
     return found

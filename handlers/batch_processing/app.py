@@ -70,18 +70,20 @@ def write_record(record: dict[str, Any]) -> dict[str, Any]:
     return {"id": record["id"]}
 
 
-def _count_attempt(message_id: str) -> int:
+def _count_attempt(message_id: str, batch_size: int) -> int:
+    """Count this receive; also note how big the batch of the first receive was."""
     updated = dynamodb.Table(os.environ["ATTEMPTS_TABLE"]).update_item(
         Key={"id": message_id},
-        UpdateExpression="ADD attempts :one",
-        ExpressionAttributeValues={":one": 1},
+        UpdateExpression="SET first_batch_size = if_not_exists(first_batch_size, :n) "
+        "ADD attempts :one",
+        ExpressionAttributeValues={":one": 1, ":n": batch_size},
         ReturnValues="UPDATED_NEW",
     )
     return int(updated["Attributes"]["attempts"])
 
 
 def record_handler(record: SQSRecord) -> None:
-    attempt = _count_attempt(record.message_id)
+    attempt = _count_attempt(record.message_id, len(processor.records))
     item = parse_body(record.body)
     if attempt <= int(item.get("simulate_failures", 0)):
         raise TransientFailure(f"{item['id']}: simulated failure on attempt {attempt}")
