@@ -9,7 +9,7 @@ from sandbox.aws import Aws
 from sandbox.provision import Queue, ensure_function, ensure_queue_with_dlq, ensure_table
 
 MAX_RECEIVE_COUNT = 2
-VISIBILITY_TIMEOUT = 2
+VISIBILITY_TIMEOUT = 4
 ITEMS_INDEX = "by-rank"
 
 

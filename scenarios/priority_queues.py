@@ -84,7 +84,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             return _find(sqs, res.normal_dlq.url, bad_body)
 
         dead = await_value(
-            drain_and_look, timeout=30, interval=0.5, waiting_for="the malformed message in the DLQ"
+            drain_and_look, timeout=45, interval=0.5, waiting_for="the malformed message in the DLQ"
         )
         receives = int(dead["Attributes"]["ApproximateReceiveCount"])
         sqs.delete_message(QueueUrl=res.normal_dlq.url, ReceiptHandle=dead["ReceiptHandle"])
@@ -224,19 +224,26 @@ def _stored_items(
 
 
 def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
-    """The message with this body if it is in the queue now (others are made visible again)."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
+    """The message with this body if it is in the queue now. Looks through the whole queue
+    (other runs may have left messages), then makes the others visible again."""
+    held: list[dict[str, Any]] = []
     found = None
-    for message in received:
-        if message["Body"] == body and found is None:
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
+    while found is None:
+        received = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=10,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        if not received:
+            break
+        for message in received:
+            if message["Body"] == body and found is None:
+                found = message
+            else:
+                held.append(message)
+    for message in held:
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
     return found
