@@ -41,7 +41,7 @@ class RetryBackoff:
 
 def provision(aws: Aws) -> RetryBackoff:
     queue, dlq = ensure_queue_with_dlq(
-        aws, "retry-backoff", max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout=3
+        aws, "retry-backoff", max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout=5
     )
     environment = {
         "BASE_DELAY_SECONDS": str(BASE_DELAY),
@@ -68,7 +68,7 @@ def provision(aws: Aws) -> RetryBackoff:
         "retry_backoff",
         handler="app.worker_handler",
         environment=environment,
-        timeout=3,
+        timeout=5,
     )
     ensure_event_source_mapping(aws, worker, queue.arn, batch_size=10)
     state_machine = ensure_state_machine(

@@ -255,24 +255,31 @@ def _gaps(times: list[float]) -> list[float]:
 
 def _collect(sqs: Any, queue_url: str, bodies: set[str], *, timeout: float) -> dict[str, Any]:
     """Wait until every one of these bodies has been received from the queue (and delete
-    them); other messages are left visible. Returns body -> message."""
+    them), looking through the whole queue each time; other messages are left visible.
+    Returns body -> message."""
     found: dict[str, Any] = {}
 
     def look() -> bool:
-        received = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=10,
-            MessageAttributeNames=["All"],
-        ).get("Messages", [])
-        for message in received:
-            if message["Body"] in bodies:
-                found[message["Body"]] = message
-                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-            else:
-                sqs.change_message_visibility(
-                    QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-                )
+        held = []
+        while True:
+            received = sqs.receive_message(
+                QueueUrl=queue_url,
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=10,
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+            if not received:
+                break
+            for message in received:
+                if message["Body"] in bodies:
+                    found[message["Body"]] = message
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                else:
+                    held.append(message)
+        for message in held:  # other runs' messages: leave them as they were
+            sqs.change_message_visibility(
+                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+            )
         return found.keys() >= bodies
 
     await_value(
