@@ -46,22 +46,29 @@ def with_field(name: str, value: Any) -> Callable[[Message], bool]:
 
 def find(aws: Aws, queue_url: str, match: Callable[[Message], bool]) -> Message | None:
     """The first message in the queue now that `match`es (left in flight so the caller can
-    delete it); the others are made visible again."""
+    delete it). Looks through the whole queue, holding the others until the search ends,
+    then makes them visible again."""
     sqs = aws.client("sqs")
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
+    held: list[Message] = []
     found = None
-    for message in received:
-        if found is None and match(message):
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
+    while found is None:
+        batch = sqs.receive_message(
+            QueueUrl=queue_url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=10,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        ).get("Messages", [])
+        if not batch:
+            break
+        for message in batch:
+            if found is None and match(message):
+                found = message
+            else:
+                held.append(message)
+    for message in held:
+        sqs.change_message_visibility(
+            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
     return found
 
 
