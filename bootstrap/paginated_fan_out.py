@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from sandbox.aws import Aws
 from sandbox.provision import (
     Queue,
+    allow_invoke,
     ensure_event_source_mapping,
     ensure_function,
     ensure_queue_with_dlq,
@@ -87,7 +88,7 @@ def provision(aws: Aws) -> PaginatedFanOut:
         targets=[{"Id": "pager", "Arn": arn, "Input": schedule_input}],
         description="The seed's timed start: page 1 of the feeds partition",
     )
-    _allow_events_to_invoke(aws, function, rule_arn)
+    allow_invoke(aws, function, "events.amazonaws.com", rule_arn)
     return PaginatedFanOut(
         feeds,
         runs,
@@ -102,18 +103,3 @@ def provision(aws: Aws) -> PaginatedFanOut:
         PAGE_SIZE,
         MAX_RECEIVE_COUNT,
     )
-
-
-def _allow_events_to_invoke(aws: Aws, function: str, rule_arn: str) -> None:
-    """The resource policy AWS needs before a rule can invoke the function (idempotent)."""
-    lambda_ = aws.client("lambda")
-    try:
-        lambda_.add_permission(
-            FunctionName=function,
-            StatementId="schedule-rule",
-            Action="lambda:InvokeFunction",
-            Principal="events.amazonaws.com",
-            SourceArn=rule_arn,
-        )
-    except lambda_.exceptions.ResourceConflictException:
-        pass

@@ -16,6 +16,7 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
@@ -109,19 +110,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     with s.step(f"A malformed message goes to the DLQ (maxReceiveCount={res.max_receive_count})"):
         bad_body = json.dumps({"group": group, "item": "C", "version": "three", "value": 5})
         bad = send_body(bad_body, f"{group}:bad")
-        dead = await_value(
-            lambda: _find(sqs, res.dlq.url, bad),
+        dead = observe.check_dead_lettered(
+            s,
+            aws,
+            res.queue,
+            res.dlq,
+            observe.with_id(bad),
+            max_receive_count=res.max_receive_count,
             timeout=40,
-            waiting_for="the malformed message in the DLQ",
         )
-        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
-        s.check_that(
-            "receives before the move",
-            receives >= res.max_receive_count,
-            expected=f">= {res.max_receive_count}",
-            seen=receives,
-        )
-        sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
         dead_lettered = {dead["MessageId"]}
         outcomes = [
             "dead-lettered"
@@ -142,40 +139,18 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.check("total", expected=220, seen=total())
 
 
-def _log_lines(aws: Any, function: str, message_id: str) -> list[dict[str, Any]]:
-    """The aggregator's structured log lines about one message (filtered here: LocalStack's
-    filter_log_events ignores filter patterns)."""
-    logs = aws.client("logs")
+def _log_lines(aws: Aws, function: str, message_id: str) -> list[dict[str, Any]]:
+    """The aggregator's structured log lines about one message."""
 
     def lines() -> list[dict[str, Any]]:
         found = []
-        for event in logs.filter_log_events(logGroupName=f"/aws/lambda/{function}")["events"]:
-            if message_id in event["message"]:
-                try:
-                    found.append(json.loads(event["message"]))
-                except json.JSONDecodeError:
-                    continue
+        for line in observe.log_lines(aws, function, containing=message_id):
+            try:
+                found.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
         return found
 
     return await_value(
         lines, until=lambda found: len(found) >= 2, timeout=15, waiting_for="two log lines"
     )
-
-
-def _find(sqs: Any, queue_url: str, message_id: str) -> dict[str, Any] | None:
-    """Receive from a (FIFO) queue; return the message with this id if it is there now."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
-    found = None
-    for message in received:
-        if message["MessageId"] == message_id:
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return found

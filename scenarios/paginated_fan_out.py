@@ -19,6 +19,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
@@ -138,19 +139,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             seen=answer.get("errorType"),
         )
         s.note(answer.get("errorMessage", ""))
-        dead = await_value(
-            lambda: _find(sqs, res.pages_dlq.url, bad_id),
+        observe.check_dead_lettered(
+            s,
+            aws,
+            res.pages,
+            res.pages_dlq,
+            observe.with_id(bad_id),
+            max_receive_count=res.max_receive_count,
             timeout=40,
-            waiting_for="the malformed page message in the DLQ",
         )
-        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
-        s.check_that(
-            "receives before the move",
-            receives >= res.max_receive_count,
-            expected=f">= {res.max_receive_count}",
-            seen=receives,
-        )
-        sqs.delete_message(QueueUrl=res.pages_dlq.url, ReceiptHandle=dead["ReceiptHandle"])
         s.check("no page of the bad batch ran", expected=[], seen=pages_of(bad_batch, "r1"))
         # Page messages that went through the queue in this run: the pager's (pages 2..n of
         # each batch, as their DONE markers say) and the bad one.
@@ -228,22 +225,3 @@ def _drain(sqs: Any, url: str, batches: list[str], count: int) -> dict[str, list
         duration=0.5,
     )
     return got
-
-
-def _find(sqs: Any, queue_url: str, message_id: str) -> dict[str, Any] | None:
-    """Receive from a queue; return the message with this id if it is there now."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
-    found = None
-    for message in received:
-        if message["MessageId"] == message_id:
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return found
