@@ -7,7 +7,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sandbox.aws import Aws
-from sandbox.provision import ensure_bucket, ensure_function, ensure_state_machine, ensure_table
+from sandbox.provision import (
+    allow_invoke,
+    ensure_bucket,
+    ensure_function,
+    ensure_state_machine,
+    ensure_table,
+)
 
 PREFIX = "incoming/"
 KINDS = ("orders", "customers")
@@ -65,17 +71,7 @@ def provision(aws: Aws) -> DependentUploads:
 def _notify_function(aws: Aws, bucket: str, function: str, function_arn: str) -> None:
     """S3 ObjectCreated under PREFIX -> the function, with the permission AWS requires.
     (A candidate for sandbox/provision.py: ensure_bucket_notification.)"""
-    lambda_ = aws.client("lambda")
-    try:
-        lambda_.add_permission(
-            FunctionName=function,
-            StatementId="s3-invoke",
-            Action="lambda:InvokeFunction",
-            Principal="s3.amazonaws.com",
-            SourceArn=f"arn:aws:s3:::{bucket}",
-        )
-    except lambda_.exceptions.ResourceConflictException:
-        pass  # already allowed
+    allow_invoke(aws, function, "s3.amazonaws.com", f"arn:aws:s3:::{bucket}")
     aws.client("s3").put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={

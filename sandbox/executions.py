@@ -40,6 +40,50 @@ class Execution:
     def types(self) -> Counter[str]:
         return Counter(e["type"] for e in self.events)
 
+    def task_trace(self) -> list[str]:
+        """Each task event as '<state> scheduled|succeeded|failed <error>', in order: a
+        Retry shows as repeated failures of one state, a Catch as a failure then another
+        state. Covers service integrations (Task*) and plain Lambda ARNs (LambdaFunction*)."""
+        return [
+            f"{state} {outcome}" + (f" {error}" if outcome == "failed" else "")
+            for _, state, outcome, error in self._task_events()
+        ]
+
+    def catch_taken(self) -> tuple[str, str, str] | None:
+        """(state whose task failed, its error, state entered next) for the first failed
+        task: which Catch fired, read from the history rather than from the output."""
+        for index, state, outcome, error in self._task_events():
+            if outcome == "failed":
+                following = [
+                    e["stateEnteredEventDetails"]["name"]
+                    for e in self.events[index + 1 :]
+                    if "stateEnteredEventDetails" in e
+                ]
+                return state, error or "", following[0] if following else ""
+        return None
+
+    def _task_events(self) -> list[tuple[int, str, str, str | None]]:
+        """(index in events, state, outcome, error) of every task event."""
+        found, state = [], ""
+        for index, event in enumerate(self.events):
+            if "stateEnteredEventDetails" in event:
+                state = event["stateEnteredEventDetails"]["name"]
+            elif outcome := _TASK_OUTCOMES.get(event["type"]):
+                details = (
+                    event.get("taskFailedEventDetails")
+                    or event.get("lambdaFunctionFailedEventDetails")
+                    or {}
+                )
+                found.append((index, state, outcome, details.get("error")))
+        return found
+
+
+_TASK_OUTCOMES = {
+    f"{prefix}{kind}": kind.lower()
+    for prefix in ("Task", "LambdaFunction")
+    for kind in ("Scheduled", "Succeeded", "Failed")
+}
+
 
 def start(aws: Aws, state_machine_arn: str, payload: Any, *, name: str | None = None) -> str:
     """Start an execution with this input; returns its ARN."""
@@ -48,6 +92,12 @@ def start(aws: Aws, state_machine_arn: str, payload: Any, *, name: str | None = 
         name=name or unique_name("run"),
         input=json.dumps(payload),
     )["executionArn"]
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """The ARN an execution of this name gets: lets a scenario find an execution that a
+    function started under a name it can derive."""
+    return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
 
 
 def status(aws: Aws, execution_arn: str) -> str:
@@ -86,3 +136,16 @@ def read(aws: Aws, execution_arn: str, described: dict[str, Any] | None = None) 
         cause=described.get("cause"),
         events=events,
     )
+
+
+def map_run_counts(aws: Aws, execution_arn: str) -> dict[str, Any]:
+    """Item counts (succeeded, failed, total...) and tolerated failure percentage of the
+    execution's distributed Map run: what the run did with its items, which its output
+    (nulls for failed items) does not tell. Assumes one distributed Map in the workflow."""
+    sfn = aws.client("stepfunctions")
+    runs = sfn.list_map_runs(executionArn=execution_arn)["mapRuns"]
+    described = sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])
+    return {
+        **{k: int(v) for k, v in described["itemCounts"].items()},
+        "toleratedFailurePercentage": described["toleratedFailurePercentage"],
+    }

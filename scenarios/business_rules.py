@@ -242,7 +242,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             s.check(
                 f"{case}: Catch taken",
                 expected=(failing_state, error, "RecordRejection"),
-                seen=_catch_taken(execution),
+                seen=execution.catch_taken(),
             )
             row = audit_row(f"{run_id}-{case}") or {}
             s.check(
@@ -254,28 +254,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     with s.step("Exactly one audit row per request, and nothing else"):
         rows = _audit_ids(dynamodb, res.audit_table, run_id)
         s.check("audit rows of this run", expected=sorted(audited), seen=sorted(rows))
-
-
-def _catch_taken(execution: Execution) -> tuple[str, str, str] | None:
-    """(state that failed, its error, the state entered next) for the first failed task."""
-    events = execution.events
-    current = None
-    for index, event in enumerate(events):
-        if "stateEnteredEventDetails" in event:
-            current = event["stateEnteredEventDetails"]["name"]
-        if event["type"] in ("TaskFailed", "LambdaFunctionFailed"):
-            failed = (
-                event.get("taskFailedEventDetails")
-                or event.get("lambdaFunctionFailedEventDetails")
-                or {}
-            )
-            following = [
-                e["stateEnteredEventDetails"]["name"]
-                for e in events[index + 1 :]
-                if "stateEnteredEventDetails" in e
-            ]
-            return (current or "", failed.get("error", ""), following[0] if following else "")
-    return None
 
 
 def _audit_ids(dynamodb: Any, table: str, run_id: str) -> list[str]:

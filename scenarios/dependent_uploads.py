@@ -31,7 +31,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def execution_arn(key: str) -> str:
         name = key.removeprefix(res.prefix).replace("/", "-").replace(".", "-")
-        return res.state_machine.replace(":stateMachine:", ":execution:") + f":{name}"
+        return executions.execution_arn(res.state_machine, name)
 
     def read(key: str) -> Execution | None:
         try:

@@ -18,8 +18,8 @@ from typing import Any
 
 from sandbox import executions, settings
 from sandbox.aws import Aws
-from sandbox.executions import Execution
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
+from sandbox.observe import depth, drain, log_lines, take, with_field
 
 
 def _ok(state: str) -> list[str]:
@@ -84,23 +84,8 @@ EXPECTED: dict[str, Expected] = {
 }
 
 
-def task_trace(execution: Execution) -> list[str]:
-    """Each task event as '<state> scheduled|succeeded|failed <error>', in order."""
-    trace, state = [], ""
-    for event in execution.events:
-        if "stateEnteredEventDetails" in event:
-            state = event["stateEnteredEventDetails"]["name"]
-        elif event["type"] == "TaskScheduled":
-            trace.append(f"{state} scheduled")
-        elif event["type"] == "TaskSucceeded":
-            trace.append(f"{state} succeeded")
-        elif event["type"] == "TaskFailed":
-            trace.append(f"{state} failed {event['taskFailedEventDetails'].get('error')}")
-    return trace
-
-
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
+    dynamodb = aws.client("dynamodb")
     run_id = unique_name("mi")
     queues = {"follow-up queue": res.followups.url, "alerts topic's queue": res.alerts.url}
 
@@ -122,9 +107,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             s.note(f"{case}: " + ", ".join(f"{state} -> {mock}" for state, mock in mocks.items()))
 
     with s.step("Baseline: the real resources are quiet"):
-        drained = {name: _drain(sqs, url) for name, url in queues.items()}
+        drained = {name: len(drain(aws, url)) for name, url in queues.items()}
         s.note(f"drained leftovers of earlier runs: {drained}")
-        logged_before = _log_lines(aws, res.function)
+        logged_before = log_lines(aws, res.function)
         s.note(f"{len(logged_before)} lines in /aws/lambda/{res.function} so far")
 
     with s.step(f"{len(EXPECTED)} test cases, started together, each yield their expected history"):
@@ -139,7 +124,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             execution = done[case]
             s.check(f"{case}: status", expected=want.status, seen=execution.status)
             s.check(f"{case}: states entered", expected=want.entered, seen=execution.entered)
-            s.check(f"{case}: task events", expected=want.tasks, seen=task_trace(execution))
+            s.check(f"{case}: task events", expected=want.tasks, seen=execution.task_trace())
             if want.error:
                 s.check(
                     f"{case}: error and cause",
@@ -161,9 +146,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         stored = [case for case in EXPECTED if item(f"{run_id}-{case}")]
         s.check(f"items of this run in {res.table}", expected=[], seen=stored)
         for name, url in queues.items():
-            depth = holds_for(lambda url=url: _depth(sqs, url), until=lambda n: n == 0, duration=2)
-            s.check(f"messages in the {name}", expected=0, seen=depth)
-        logged_after = _log_lines(aws, res.function)
+            left = holds_for(lambda url=url: depth(aws, url), until=lambda n: n == 0, duration=2)
+            s.check(f"messages in the {name}", expected=0, seen=left)
+        logged_after = log_lines(aws, res.function)
         s.check(
             f"new lines in /aws/lambda/{res.function}",
             expected=[],
@@ -182,7 +167,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.check(
             "good lead: same history as HappyPath",
             expected=EXPECTED["HappyPath"].tasks,
-            seen=task_trace(real),
+            seen=real.task_trace(),
         )
         s.check(
             "good lead: score from the real function (10 + 120/10 + 20)",
@@ -196,25 +181,33 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             seen=stored_item.get("score", {}).get("N"),
         )
         announced = await_value(
-            lambda: _take(sqs, res.followups.url, good["leadId"]),
+            lambda: take(aws, res.followups.url, with_field("leadId", good["leadId"])),
             timeout=20,
             waiting_for="the follow-up message",
         )
-        s.check("good lead: follow-up message", expected=good["leadId"], seen=announced["leadId"])
+        s.check(
+            "good lead: follow-up message",
+            expected=good["leadId"],
+            seen=json.loads(announced["Body"])["leadId"],
+        )
         failed = done["bad"]
         s.check(
             "bad lead: status, error, task events",
             expected=("FAILED", "LeadRejected", EXPECTED["FailurePath"].tasks),
-            seen=(failed.status, failed.error, task_trace(failed)),
+            seen=(failed.status, failed.error, failed.task_trace()),
         )
         alert = await_value(
-            lambda: _take(sqs, res.alerts.url, bad["leadId"]),
+            lambda: take(aws, res.alerts.url, with_field("leadId", bad["leadId"])),
             timeout=20,
             waiting_for="the alert published to SNS",
         )
-        s.check("bad lead: alert via SNS", expected="InvalidLead", seen=alert["error"])
+        s.check(
+            "bad lead: alert via SNS",
+            expected="InvalidLead",
+            seen=json.loads(alert["Body"])["error"],
+        )
         lines = await_value(
-            lambda: [ln for ln in _log_lines(aws, res.function) if good["leadId"] in ln],
+            lambda: log_lines(aws, res.function, containing=good["leadId"]),
             timeout=20,
             waiting_for=f"the function's log line about {good['leadId']}",
         )
@@ -224,54 +217,3 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             expected="a 'Checked lead' line",
             seen=lines[0].strip(),
         )
-
-
-def _log_lines(aws: Aws, function: str) -> list[str]:
-    """Every line the function has logged so far (none if it never ran)."""
-    logs = aws.client("logs")
-    lines: list[str] = []
-    try:
-        for page in logs.get_paginator("filter_log_events").paginate(
-            logGroupName=f"/aws/lambda/{function}"
-        ):
-            lines.extend(event["message"] for event in page["events"])
-    except logs.exceptions.ResourceNotFoundException:
-        pass
-    return lines
-
-
-def _depth(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(value) for value in attributes.values())
-
-
-def _drain(sqs: Any, url: str) -> int:
-    """Delete whatever an interrupted earlier run left in a queue; return how many."""
-    deleted = 0
-    while True:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not messages:
-            return deleted
-        for message in messages:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        deleted += len(messages)
-
-
-def _take(sqs: Any, url: str, lead_id: str) -> dict[str, Any] | None:
-    """Receive the message about this lead and delete it (so the queue is empty again);
-    others are made visible again at once."""
-    messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-    found = None
-    for message in messages:
-        body = json.loads(message["Body"])
-        if found is None and body.get("leadId") == lead_id:
-            found = body
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return found

@@ -22,7 +22,6 @@ from typing import Any
 
 from sandbox import executions
 from sandbox.aws import Aws
-from sandbox.executions import Execution
 from sandbox.harness import Scenario, unique_name
 
 ITEMS = 8
@@ -30,7 +29,7 @@ SLOW_FIRST_ITEM = 1.0  # seconds: item 0 finishes after items started with or af
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    s3, dynamodb, sfn = aws.client("s3"), aws.client("dynamodb"), aws.client("stepfunctions")
+    s3, dynamodb = aws.client("s3"), aws.client("dynamodb")
 
     def counters(run_id: str, lane: str) -> dict[str, Any]:
         item = dynamodb.get_item(
@@ -99,7 +98,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.check(
             "inline iterations recorded", expected=ITEMS, seen=good.count("MapIterationStarted")
         )
-        counts = _map_run_counts(sfn, good)
+        counts = executions.map_run_counts(aws, good.arn)
         s.check(
             "map run item counts",
             expected={"total": ITEMS, "succeeded": ITEMS - 1, "failed": 1},
@@ -125,7 +124,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             )
 
     with s.step("Over the tolerance (3 of 8 = 37.5% > 25%)"):
-        counts = _map_run_counts(sfn, over)
+        counts = executions.map_run_counts(aws, over.arn)
         s.check(
             "map run: failed items, tolerated percentage",
             expected=(len(over_fails), res.tolerated_failure_percentage),
@@ -174,13 +173,3 @@ def _items(failing: set[int]) -> list[dict[str, Any]]:
             item["fail"] = True
         items.append(item)
     return items
-
-
-def _map_run_counts(sfn: Any, execution: Execution) -> dict[str, Any]:
-    """Item counts and tolerance of the execution's (only) distributed map run."""
-    runs = sfn.list_map_runs(executionArn=execution.arn)["mapRuns"]
-    described = sfn.describe_map_run(mapRunArn=runs[0]["mapRunArn"])
-    return {
-        **{k: int(v) for k, v in described["itemCounts"].items()},
-        "toleratedFailurePercentage": described["toleratedFailurePercentage"],
-    }
