@@ -9,7 +9,7 @@ from sandbox.provision import (
     Queue,
     ensure_event_source_mapping,
     ensure_function,
-    ensure_queue,
+    ensure_queue_with_dlq,
     ensure_table,
 )
 
@@ -28,13 +28,9 @@ class EventAggregation:
 
 def provision(aws: Aws) -> EventAggregation:
     table = ensure_table(aws, "event-aggregation-state")
-    # A FIFO queue's DLQ must be FIFO too, and both names must end in .fifo, so this does
-    # not use ensure_queue_with_dlq (it would name the DLQ "<name>-dlq").
-    dlq = ensure_queue(aws, "event-aggregation-dlq.fifo")
-    queue = ensure_queue(
+    queue, dlq = ensure_queue_with_dlq(
         aws,
         "event-aggregation.fifo",
-        dead_letter=dlq,
         max_receive_count=MAX_RECEIVE_COUNT,
         visibility_timeout=VISIBILITY_TIMEOUT,
     )

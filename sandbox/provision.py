@@ -79,8 +79,10 @@ def ensure_queue(
 def ensure_queue_with_dlq(
     aws: Aws, name: str, *, max_receive_count: int = 3, **kwargs: Any
 ) -> tuple[Queue, Queue]:
-    """A queue and its dead-letter queue `<name>-dlq` (every queue that can fail gets one)."""
-    dlq = ensure_queue(aws, f"{name}-dlq")
+    """A queue and its dead-letter queue `<name>-dlq` (every queue that can fail gets one);
+    a FIFO queue's DLQ is FIFO too: `<base>-dlq.fifo`."""
+    base, fifo, _ = name.partition(".fifo")
+    dlq = ensure_queue(aws, f"{base}-dlq{fifo}")
     return ensure_queue(
         aws, name, dead_letter=dlq, max_receive_count=max_receive_count, **kwargs
     ), dlq
