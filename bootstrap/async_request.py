@@ -10,6 +10,7 @@ from typing import Any
 from sandbox.aws import Aws
 from sandbox.provision import (
     Queue,
+    allow_invoke,
     ensure_event_source_mapping,
     ensure_function,
     ensure_queue,
@@ -108,7 +109,12 @@ def provision(aws: Aws) -> AsyncRequest:
         _paths(aws, queue, status_arn),
         **body_models(JobRequest=JOB_REQUEST),
     )
-    allow_api_to_invoke(aws, status_function, api)
+    allow_invoke(
+        aws,
+        status_function,
+        "apigateway.amazonaws.com",
+        f"arn:aws:execute-api:{aws.region}:{aws.account_id}:{api.id}/*",
+    )
     return AsyncRequest(
         api,
         table,
@@ -145,19 +151,3 @@ def _paths(aws: Aws, queue: Queue, status_arn: str) -> dict[str, Any]:
         "/status/{id}": {"get": by_id},
         "/result/{id}": {"get": by_id},
     }
-
-
-def allow_api_to_invoke(aws: Aws, function: str, api: RestApi) -> None:
-    """The resource policy real AWS needs before API Gateway may call the function."""
-    lambda_ = aws.client("lambda")
-    statement = f"{api.id}-invoke"
-    try:
-        lambda_.add_permission(
-            FunctionName=function,
-            StatementId=statement,
-            Action="lambda:InvokeFunction",
-            Principal="apigateway.amazonaws.com",
-            SourceArn=f"arn:aws:execute-api:{aws.region}:{aws.account_id}:{api.id}/*",
-        )
-    except lambda_.exceptions.ResourceConflictException:
-        pass  # already granted

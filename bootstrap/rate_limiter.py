@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from sandbox.aws import Aws
 from sandbox.provision import (
     Queue,
+    allow_invoke,
     ensure_event_source_mapping,
     ensure_function,
     ensure_queue_with_dlq,
@@ -100,7 +101,12 @@ def provision(aws: Aws) -> RateLimiter:
             },
         },
     )
-    _allow_api_to_invoke(aws, limiter, api)
+    allow_invoke(
+        aws,
+        limiter,
+        "apigateway.amazonaws.com",
+        f"arn:aws:execute-api:{aws.region}:{aws.account_id}:{api.id}/*",
+    )
     return RateLimiter(
         api,
         buckets,
@@ -125,18 +131,3 @@ def _ensure_ttl(aws: Aws, table: str, attribute: str) -> None:
         dynamodb.update_time_to_live(
             TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
         )
-
-
-def _allow_api_to_invoke(aws: Aws, function: str, api: RestApi) -> None:
-    """The resource policy real AWS needs before API Gateway may call the function."""
-    lambda_ = aws.client("lambda")
-    try:
-        lambda_.add_permission(
-            FunctionName=function,
-            StatementId=f"{api.id}-invoke",
-            Action="lambda:InvokeFunction",
-            Principal="apigateway.amazonaws.com",
-            SourceArn=f"arn:aws:execute-api:{aws.region}:{aws.account_id}:{api.id}/*",
-        )
-    except lambda_.exceptions.ResourceConflictException:
-        pass  # already granted

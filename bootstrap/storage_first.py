@@ -71,10 +71,12 @@ def provision(aws: Aws) -> StorageFirst:
     )
     queue_mapping = ensure_event_source_mapping(aws, consumer, queue.arn, batch_size=10)
     stream_arn = aws.client("dynamodb").describe_table(TableName=inbox)["Table"]["LatestStreamArn"]
-    stream_mapping = _ensure_stream_mapping(
+    stream_mapping = ensure_event_source_mapping(
         aws,
         consumer,
         stream_arn,
+        batch_size=10,
+        StartingPosition="TRIM_HORIZON",
         MaximumRetryAttempts=MAX_RECEIVE_COUNT,
         DestinationConfig={"OnFailure": {"Destination": dlq.arn}},
     )
@@ -84,27 +86,6 @@ def provision(aws: Aws) -> StorageFirst:
     return StorageFirst(
         api, queue, dlq, orders, inbox, consumer, queue_mapping, stream_mapping, MAX_RECEIVE_COUNT
     )
-
-
-def _ensure_stream_mapping(aws: Aws, function: str, stream_arn: str, **settings: Any) -> str:
-    """A stream mapping; `ensure_event_source_mapping` cannot update one, since it passes
-    StartingPosition (allowed only on create) to UpdateEventSourceMapping."""
-    lambda_ = aws.client("lambda")
-    found = lambda_.list_event_source_mappings(FunctionName=function, EventSourceArn=stream_arn)
-    if not found["EventSourceMappings"]:
-        return ensure_event_source_mapping(
-            aws, function, stream_arn, batch_size=10, StartingPosition="TRIM_HORIZON", **settings
-        )
-    uuid: str = found["EventSourceMappings"][0]["UUID"]
-    lambda_.update_event_source_mapping(
-        UUID=uuid,
-        FunctionName=function,
-        Enabled=True,
-        BatchSize=10,
-        FunctionResponseTypes=["ReportBatchItemFailures"],
-        **settings,
-    )
-    return uuid
 
 
 def _paths(aws: Aws, queue: Queue, inbox: str) -> dict[str, Any]:

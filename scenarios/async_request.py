@@ -21,6 +21,7 @@ from typing import Any
 
 import requests
 
+from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
@@ -30,7 +31,7 @@ WORK_MS = 2000
 def run(aws: Aws, res: Any, s: Scenario) -> None:
     sqs = aws.client("sqs")
     run_id = unique_name("run")
-    completions = _Completions(sqs, res.subscriber.url)
+    completions = _Completions(aws, res.subscriber.url)
 
     def status(request_id: str) -> requests.Response:
         return requests.get(f"{res.api.url}/status/{request_id}", timeout=10)
@@ -115,12 +116,12 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
         s.note("sent the same message twice more, as an at-least-once delivery might")
         await_value(
-            lambda: _in_queue(sqs, res.queue.url),
+            lambda: observe.depth(aws, res.queue.url),
             until=lambda n: n == 0,
             timeout=30,
             waiting_for="the worker to consume both copies",
         )
-        s.check("copies left in the queue", expected=0, seen=_in_queue(sqs, res.queue.url))
+        s.check("copies left in the queue", expected=0, seen=observe.depth(aws, res.queue.url))
         holds_for(lambda: completions.count(request_id), until=lambda n: n == 1, duration=3)
         s.check("completion messages for the id", expected=1, seen=completions.count(request_id))
         s.check(
@@ -165,19 +166,14 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             timeout=30,
             waiting_for="the three valid requests to complete",
         )
-        dead = await_value(
-            lambda: _find(sqs, res.dlq.url, stray),
-            timeout=30,
-            waiting_for="the stray message in the DLQ",
+        observe.check_dead_lettered(
+            s,
+            aws,
+            res.queue,
+            res.dlq,
+            lambda message: stray in message["Body"],
+            max_receive_count=res.max_receive_count,
         )
-        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
-        s.check_that(
-            "stray message received before the move",
-            receives >= res.max_receive_count,
-            expected=f">= {res.max_receive_count}",
-            seen=receives,
-        )
-        sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
         await_value(
             lambda: all(completions.count(i) == 1 for i in ids),
             timeout=20,
@@ -194,49 +190,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 class _Completions:
     """What the topic's subscriber queue has received, by request id (read and deleted)."""
 
-    def __init__(self, sqs: Any, url: str) -> None:
-        self.sqs, self.url = sqs, url
+    def __init__(self, aws: Aws, url: str) -> None:
+        self.aws, self.url = aws, url
         self.messages: dict[str, list[dict[str, Any]]] = {}
 
     def count(self, request_id: str) -> int:
-        while True:
-            received = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            for message in received:
-                body = json.loads(message["Body"])
-                self.messages.setdefault(body.get("id", "?"), []).append(body)
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
-            if not received:
-                return len(self.messages.get(request_id, []))
-
-
-def _in_queue(sqs: Any, url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(value) for value in attributes.values())
-
-
-def _find(sqs: Any, queue_url: str, text: str) -> dict[str, Any] | None:
-    """The message whose body contains `text`, if it is in the queue now; others are made
-    visible again."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
-    found = None
-    for message in received:
-        if found is None and text in message["Body"]:
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return found
+        for message in observe.drain(self.aws, self.url):
+            body = json.loads(message["Body"])
+            self.messages.setdefault(body.get("id", "?"), []).append(body)
+        return len(self.messages.get(request_id, []))
 
 
 def _without(items: list[str], unwanted: str) -> list[str]:

@@ -27,6 +27,7 @@ from typing import Any
 import requests
 from botocore.config import Config
 
+from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
 from sandbox.local_http import Reply, Request, serve
@@ -35,7 +36,7 @@ HOLD_SECONDS = 0.5  # how long the downstream takes per call: long enough for ca
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
+    dynamodb = aws.client("dynamodb")
     run_id = unique_name("run")
     answered: Counter[int] = Counter()
 
@@ -192,12 +193,14 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 timeout=40,
                 waiting_for="the downstream to accept all 10 jobs",
             )
-            dead = await_value(
-                lambda: _find(sqs, res.dlq.url, poison["job"]),
-                timeout=40,
-                waiting_for="the refused job in the DLQ",
+            observe.check_dead_lettered(
+                s,
+                aws,
+                res.buffer,
+                res.dlq,
+                observe.with_field("job", poison["job"]),
+                max_receive_count=2,
             )
-            sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
             accepted = downstream.accepted(run_id)
             s.check("each job delivered once", expected={j["job"]: 1 for j in jobs}, seen=accepted)
             s.check_that(
@@ -328,20 +331,3 @@ def _sqs_event(aws: Aws, queue_arn: str, body: str) -> dict[str, Any]:
             }
         ]
     }
-
-
-def _find(sqs: Any, queue_url: str, text: str) -> dict[str, Any] | None:
-    """The message whose body contains `text`, if it is in the queue now; others are made
-    visible again."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=10
-    ).get("Messages", [])
-    found = None
-    for message in received:
-        if found is None and text in message["Body"]:
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return found

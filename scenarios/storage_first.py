@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 
+from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
@@ -112,13 +113,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             accepted += [o["order_id"] for o in second]
             ids = [o["order_id"] for o in second]
             await_value(
-                lambda: _visible(sqs, res.queue.url),
+                lambda: observe.depth(aws, res.queue.url),
                 until=lambda n: n >= 4,
                 timeout=10,
                 waiting_for="4 messages in the queue",
             )
             holds_for(lambda: processed(ids), until=lambda found: not found, duration=2)
-            s.check("messages waiting in the queue", expected=4, seen=_visible(sqs, res.queue.url))
+            s.check(
+                "messages waiting in the queue", expected=4, seen=observe.depth(aws, res.queue.url)
+            )
             _set_mapping(lambda_, res.queue_mapping, enabled=True)
             s.note("enabled the queue mapping again")
             done = await_value(
@@ -129,12 +132,14 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             )
             s.check("orders processed", expected=sorted(ids), seen=sorted(done))
             await_value(
-                lambda: _in_flight(sqs, res.queue.url),
+                lambda: observe.depth(aws, res.queue.url),
                 until=lambda n: n == 0,
                 timeout=20,
                 waiting_for="the queue to be empty",
             )
-            s.check("messages left in the queue", expected=0, seen=_in_flight(sqs, res.queue.url))
+            s.check(
+                "messages left in the queue", expected=0, seen=observe.depth(aws, res.queue.url)
+            )
 
         with s.step("Bad input gets 400 and is never stored; in = processed + rejected + DLQ"):
             bad = [
@@ -233,22 +238,6 @@ def _set_mapping(lambda_: Any, uuid: str, *, enabled: bool) -> None:
         timeout=20,
         waiting_for=f"mapping {uuid[:8]} to be {wanted}",
     )
-
-
-def _attributes(sqs: Any, url: str) -> dict[str, int]:
-    found = sqs.get_queue_attributes(
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return {key: int(value) for key, value in found.items()}
-
-
-def _visible(sqs: Any, url: str) -> int:
-    return _attributes(sqs, url)["ApproximateNumberOfMessages"]
-
-
-def _in_flight(sqs: Any, url: str) -> int:
-    return sum(_attributes(sqs, url).values())
 
 
 def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
