@@ -11,13 +11,14 @@ from sandbox.aws import Aws
 from sandbox.provision import (
     Queue,
     allow_service_to_send,
+    ensure_event_bus,
     ensure_event_source_mapping,
     ensure_function,
     ensure_queue_with_dlq,
     ensure_rule,
     ensure_table,
 )
-from sandbox.restapi import RestApi, ensure_rest_api, lambda_proxy
+from sandbox.restapi import RestApi, allow_api_to_invoke, ensure_rest_api, lambda_proxy
 
 PREFIX = "webhooks"
 # The scenario's receiver listens on 127.0.0.1 without TLS, so the sandbox allows http; a real
@@ -90,7 +91,8 @@ def provision(aws: Aws) -> Webhooks:
         visibility_timeout=5,
         DelaySeconds=str(AGGREGATION_WINDOW),
     )
-    bus = _ensure_bus(aws, f"{PREFIX}-inbound")
+    bus = f"{PREFIX}-inbound"
+    ensure_event_bus(aws, bus)
 
     allowlist = {
         "ALLOWED_HOSTS": ",".join(ALLOWED_HOSTS),
@@ -213,7 +215,7 @@ def provision(aws: Aws) -> Webhooks:
         },
     )
     for name in ("register", "replay", "inbound", "intake"):
-        _allow_api_to_invoke(aws, fn[name], api)
+        allow_api_to_invoke(aws, fn[name], api)
 
     return Webhooks(
         api=api,
@@ -252,29 +254,3 @@ def _with_path(operation: dict[str, Any], parameter: str) -> dict[str, Any]:
             {"name": parameter, "in": "path", "required": True, "schema": {"type": "string"}}
         ]
     return operation
-
-
-def _ensure_bus(aws: Aws, name: str) -> str:
-    """A custom event bus; returns its name. (A candidate for sandbox/provision.py.)"""
-    events = aws.client("events")
-    try:
-        events.describe_event_bus(Name=name)
-    except events.exceptions.ResourceNotFoundException:
-        events.create_event_bus(Name=name)
-    return name
-
-
-def _allow_api_to_invoke(aws: Aws, function: str, api: RestApi) -> None:
-    """The resource policy real AWS needs before API Gateway may call a function
-    (LocalStack does not check it). A candidate for sandbox/restapi.py."""
-    lambda_ = aws.client("lambda")
-    try:
-        lambda_.add_permission(
-            FunctionName=function,
-            StatementId=f"apigateway-{api.id}",
-            Action="lambda:InvokeFunction",
-            Principal="apigateway.amazonaws.com",
-            SourceArn=f"arn:aws:execute-api:{aws.region}:{aws.account_id}:{api.id}/*",
-        )
-    except lambda_.exceptions.ResourceConflictException:
-        pass  # already granted

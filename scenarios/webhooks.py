@@ -32,6 +32,7 @@ from typing import Any
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 from sandbox.local_http import Reply, Request, serve
+from sandbox.observe import check_dead_lettered, depth, with_body
 
 TOLERANCE = 300  # seconds the receiver accepts a signature's timestamp
 
@@ -251,7 +252,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                     MessageBody=json.dumps({"delivery_id": delivery_id, "round": 0}),
                 )
             await_value(
-                lambda: _in_flight(sqs, res.deliveries_queue.url),
+                lambda: depth(aws, res.deliveries_queue.url),
                 until=lambda count: count == 0,
                 timeout=30,
                 waiting_for="the deliveries queue to drain",
@@ -454,19 +455,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
 
     with s.step("The malformed outbound event ended in the DLQ; nothing lost"):
-        dead = await_value(
-            lambda: _collect_raw(sqs, res.outbound_dlq.url, bad_event),
+        check_dead_lettered(
+            s,
+            aws,
+            res.outbound_queue,
+            res.outbound_dlq,
+            with_body(bad_event),
+            max_receive_count=res.max_receive_count,
             timeout=40,
-            waiting_for="the malformed event in the outbound DLQ",
         )
-        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
-        s.check_that(
-            "received before the move",
-            receives >= res.max_receive_count,
-            expected=f">= {res.max_receive_count}",
-            seen=receives,
-        )
-        sqs.delete_message(QueueUrl=res.outbound_dlq.url, ReceiptHandle=dead["ReceiptHandle"])
         s.check(
             "outbound messages in = deliveries made + dead-lettered",
             expected=len(events) + 1,
@@ -537,23 +534,12 @@ def _post(
     return status, parsed if isinstance(parsed, dict) else {"value": parsed}
 
 
-def _in_flight(sqs: Any, queue_url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=[
-            "ApproximateNumberOfMessages",
-            "ApproximateNumberOfMessagesNotVisible",
-            "ApproximateNumberOfMessagesDelayed",
-        ],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
-
-
 def _collect(
     sqs: Any, queue_url: str, source: str, found: dict[str, dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """Receive from the queue, keep (and delete) events from `source` into `found` by id;
-    hand other messages back at once."""
+    hand other messages back at once. Not `observe.take`: that hands back all but one
+    match, and each hand-back counts against the queue's maxReceiveCount of 2."""
     received = sqs.receive_message(
         QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=10
     ).get("Messages", [])
@@ -567,22 +553,3 @@ def _collect(
                 QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
             )
     return found
-
-
-def _collect_raw(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
-    """The message with this body if it is in the queue now; others become visible again."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
-    match = None
-    for message in received:
-        if message["Body"] == body and match is None:
-            match = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return match
