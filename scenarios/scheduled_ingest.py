@@ -17,6 +17,7 @@ from typing import Any
 
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
+from sandbox.observe import check_dead_lettered, log_lines, with_body
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
@@ -82,36 +83,22 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             lambda: item(good["id"]), timeout=20, waiting_for="the good message's item"
         )
         s.check("good message stored as", expected=good["id"], seen=stored["id"]["S"])
-        dead = await_value(
-            lambda: _find(sqs, res.dlq.url, bad_body),
-            timeout=30,
-            waiting_for="the malformed message in the DLQ",
+        check_dead_lettered(
+            s,
+            aws,
+            res.queue,
+            res.dlq,
+            with_body(bad_body),
+            max_receive_count=res.max_receive_count,
         )
-        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
-        s.check_that(
-            "times it was received before the move",
-            receives >= res.max_receive_count,
-            expected=f">= {res.max_receive_count}",
-            seen=receives,
-        )
-        sqs.delete_message(QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"])
-        in_main = _find(sqs, res.queue.url, bad_body)
-        s.check("still in the main queue", expected=None, seen=in_main)
         stored_count = sum(item(e["id"]) is not None for e in [good])
         s.check("messages sent = stored + dead-lettered", expected=2, seen=stored_count + 1)
 
     with s.step("The handler's log lines reached CloudWatch Logs"):
-        logs = aws.client("logs")
-        group = f"/aws/lambda/{res.function}"
-
-        def lines_about(event_id: str) -> list[str]:
-            found = logs.filter_log_events(logGroupName=group)["events"]
-            return [e["message"] for e in found if event_id in e["message"]]
-
         lines = await_value(
-            lambda: lines_about(event_id),
+            lambda: log_lines(aws, res.function, containing=event_id),
             timeout=15,
-            waiting_for=f"a log line about event {event_id} in {group}",
+            waiting_for=f"a log line about event {event_id} in /aws/lambda/{res.function}",
         )
         s.check_that(
             "a line says the event was stored",
@@ -134,25 +121,6 @@ def _scheduled_event(aws: Aws, res: Any) -> dict[str, Any]:
         "resources": [f"arn:aws:events:{aws.region}:{aws.account_id}:rule/{res.schedule_rule}"],
         "detail": {},
     }
-
-
-def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
-    """Receive from a queue and return the message with this body, if it is there now.
-    Other messages are left to become visible again."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
-    for message in received:
-        if message["Body"] == body:
-            return message
-    for message in received:
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    return None
 
 
 def _is_iso(text: str) -> bool:
