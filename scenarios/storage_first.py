@@ -10,6 +10,8 @@ consumer loses nothing.
 5. Redriving the DLQ (StartMessageMoveTask) processes the dead-lettered orders: all in.
 6. The DynamoDB variant: POST /inbox stores the order with a PutItem integration while the
    stream mapping is off; enabled again, the stream feeds it to the same consumer.
+7. The variant with the consumer broken: retries run out, the on-failure record in the DLQ
+   points at the order's stream record, and the order is still in the inbox table.
 """
 
 from __future__ import annotations
@@ -70,6 +72,8 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     with _restored(lambda_, res):
         with s.step("POST succeeds while the consumer is broken"):
+            # The inbox stream is not part of this; its mapping waits until the variant's turn.
+            _set_mapping(lambda_, res.stream_mapping, enabled=False)
             _set_broken(lambda_, res.consumer, True)
             s.note("deployed the consumer with BROKEN=true: every record it gets fails")
             first = orders("broken", 3)
@@ -177,7 +181,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             s.check("this run's orders left in the DLQ", expected=[], seen=in_dlq())
 
         with s.step("DynamoDB variant: PutItem stores the order while no code runs"):
-            _set_mapping(lambda_, res.stream_mapping, enabled=False)
             inbox = orders("inbox", 2)
             answers = post("/inbox", inbox)
             s.check("status codes", expected=[202] * 2, seen=[a.status_code for a in answers])
@@ -203,6 +206,43 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 waiting_for="the inbox orders to be processed from the stream",
             )
             s.check("orders processed from the stream", expected=sorted(ids), seen=sorted(done))
+
+        with s.step("DynamoDB variant, consumer broken: the order stays in the inbox table"):
+            _set_broken(lambda_, res.consumer, True)
+            order = orders("inbox-broken", 1)[0]
+            answer = post("/inbox", [order])[0]
+            s.check("status code", expected=202, seen=answer.status_code)
+            inbox_id = answer.json()["id"]
+            sequence = await_value(
+                lambda: _sequence_of(aws, res.inbox_table, inbox_id),
+                timeout=10,
+                waiting_for="the inbox item's stream record",
+            )
+            record = await_value(
+                lambda: observe.take(aws, res.dlq.url, lambda m: _covers(m, sequence)),
+                timeout=40,
+                waiting_for="the stream mapping's on-failure record in the DLQ",
+            )
+            context = json.loads(record["Body"])["requestContext"]
+            s.check(
+                "on-failure record points at the order's stream record",
+                expected=("RetryAttemptsExhausted", res.max_receive_count + 1),
+                seen=(context["condition"], context["approximateInvokeCount"]),
+            )
+            item = dynamodb.get_item(
+                TableName=res.inbox_table, Key={"id": {"S": inbox_id}}, ConsistentRead=True
+            ).get("Item")
+            s.check(
+                "the order is still in the inbox table",
+                expected=order,
+                seen=json.loads(item["body"]["S"]) if item else None,
+            )
+            s.check("orders processed", expected=[], seen=processed([order["order_id"]], "inbox"))
+            _set_broken(lambda_, res.consumer, False)
+            stale = 0
+            while observe.take(aws, res.dlq.url, lambda m: "DDBStreamBatchInfo" in m["Body"]):
+                stale += 1
+            s.note(f"removed {stale} other on-failure record(s) from the DLQ")
 
 
 @contextmanager
@@ -238,6 +278,34 @@ def _set_mapping(lambda_: Any, uuid: str, *, enabled: bool) -> None:
         timeout=20,
         waiting_for=f"mapping {uuid[:8]} to be {wanted}",
     )
+
+
+def _sequence_of(aws: Aws, table: str, item_id: str) -> int | None:
+    """The stream sequence number of the item's INSERT, if the stream has it yet."""
+    streams = aws.client("dynamodbstreams")
+    arn = aws.client("dynamodb").describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        while iterator:
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            for record in page["Records"]:
+                if record["dynamodb"]["Keys"]["id"]["S"] == item_id:
+                    return int(record["dynamodb"]["SequenceNumber"])
+            if not page["Records"]:
+                break
+            iterator = page.get("NextShardIterator")
+    return None
+
+
+def _covers(message: dict[str, Any], sequence: int) -> bool:
+    """An on-failure record for a stream batch that includes this sequence number."""
+    try:
+        batch = json.loads(message["Body"])["DDBStreamBatchInfo"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return False
+    return int(batch["startSequenceNumber"]) <= sequence <= int(batch["endSequenceNumber"])
 
 
 def _receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
