@@ -40,14 +40,16 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             waiting_for=f"the read model of {account_id} at version {version}",
         )
 
-    def stored_events(account_id: str) -> list[dict[str, Any]]:
-        items = dynamodb.query(
+    def stored_items(account_id: str) -> list[dict[str, Any]]:
+        return dynamodb.query(
             TableName=res.events_table,
             KeyConditionExpression="aggregate_id = :id",
             ExpressionAttributeValues={":id": {"S": account_id}},
             ConsistentRead=True,
         )["Items"]
-        return [_event(item) for item in items]
+
+    def stored_events(account_id: str) -> list[dict[str, Any]]:
+        return [_event(item) for item in stored_items(account_id)]
 
     alice = unique_name("acc-alice")
     with s.step("Commands append versioned events; the query side catches up"):
@@ -194,7 +196,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     with s.step("Redelivered events change nothing"):
         before = view(alice)
-        batch = _stream_batch(dynamodb, res.events_table, res.events_stream_arn, alice)
+        batch = _stream_batch(stored_items(alice), res.events_stream_arn)
         answer = invoke(aws, res.projector_function, batch)
         s.note(f"sent {len(batch['Records'])} already-projected events to the projector again")
         s.check("batch item failures", expected=[], seen=answer.get("batchItemFailures"))
@@ -225,14 +227,8 @@ def _attempts(dynamodb: Any, table: str, key: str) -> int:
     return int(item.get("Item", {}).get("attempts", {}).get("N", 0))
 
 
-def _stream_batch(dynamodb: Any, table: str, stream_arn: str, account_id: str) -> dict[str, Any]:
-    """The account's stored events shaped as the stream delivers them (INSERT, NEW_IMAGE)."""
-    items = dynamodb.query(
-        TableName=table,
-        KeyConditionExpression="aggregate_id = :id",
-        ExpressionAttributeValues={":id": {"S": account_id}},
-        ConsistentRead=True,
-    )["Items"]
+def _stream_batch(items: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+    """Stored events shaped as the stream delivers them (INSERT, NEW_IMAGE)."""
     records = []
     for n, item in enumerate(items, start=1):
         keys = {"aggregate_id": item["aggregate_id"], "version": item["version"]}
