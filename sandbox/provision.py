@@ -270,11 +270,19 @@ def ensure_event_source_mapping(
     found = lambda_.list_event_source_mappings(FunctionName=function, EventSourceArn=source_arn)
     if found["EventSourceMappings"]:
         uuid = found["EventSourceMappings"][0]["UUID"]
+        # Not the listed record: LocalStack 4.14 may list an enabled mapping as Disabled.
+        current = lambda_.get_event_source_mapping(UUID=uuid)
         # Where a stream mapping starts reading is fixed at creation; updates refuse it.
         updatable = {k: v for k, v in config.items() if not k.startswith("StartingPosition")}
-        lambda_.update_event_source_mapping(
-            UUID=uuid, FunctionName=function, Enabled=True, **updatable
+        unchanged = current["State"] in ("Enabled", "Enabling") and all(
+            current.get(k, [] if isinstance(v, list) else None) == v for k, v in updatable.items()
         )
+        # Only update when something changed: LocalStack restarts a stream mapping from the
+        # stream's start on every update, so a needless one would redeliver old records.
+        if not unchanged:
+            lambda_.update_event_source_mapping(
+                UUID=uuid, FunctionName=function, Enabled=True, **updatable
+            )
     else:
         uuid = lambda_.create_event_source_mapping(
             FunctionName=function, EventSourceArn=source_arn, Enabled=True, **config
