@@ -1,5 +1,5 @@
-"""What scenarios read from SQS, CloudWatch Logs and synchronous Lambda calls, and the
-dead-letter check most patterns make.
+"""What scenarios read from SQS, CloudWatch Logs, EventBridge rules and synchronous Lambda
+calls, and the dead-letter and schedule checks most patterns make.
 
 Reading a queue to look for one message must not steal the others: messages that do not
 match are made visible again at once.
@@ -134,6 +134,17 @@ def check_dead_lettered(
     return dead
 
 
+def check_schedule(s: Scenario, aws: Aws, rule: str, schedule: str) -> list[dict[str, Any]]:
+    """Check the rule is ENABLED with this schedule expression; returns its targets for the
+    caller to check (what each pattern's rule starts differs)."""
+    events = aws.client("events")
+    described = events.describe_rule(Name=rule)
+    s.check("schedule", expected=schedule, seen=described.get("ScheduleExpression"))
+    s.check("state", expected="ENABLED", seen=described["State"])
+    targets: list[dict[str, Any]] = events.list_targets_by_rule(Rule=rule)["Targets"]
+    return targets
+
+
 def log_lines(aws: Aws, function: str, containing: str = "") -> list[str]:
     """Lines the function logged so far that contain `containing` (none if it never ran).
     Filtered here: LocalStack's filter_log_events ignores filter patterns."""
@@ -148,6 +159,25 @@ def log_lines(aws: Aws, function: str, containing: str = "") -> list[str]:
     except logs.exceptions.ResourceNotFoundException:
         pass
     return lines
+
+
+def check_logged(
+    s: Scenario, aws: Aws, function: str, about: str, says: str, *, timeout: float = 20
+) -> str:
+    """Wait for the function's first log line about `about` (an id of this run) and check
+    it says `says`: shows the handler's logging reached CloudWatch Logs. Returns the line."""
+    lines = await_value(
+        lambda: log_lines(aws, function, containing=about),
+        timeout=timeout,
+        waiting_for=f"a log line about {about} in /aws/lambda/{function}",
+    )
+    s.check_that(
+        f"{function} logged {says!r} about {about}",
+        says in lines[0],
+        expected=f"a {says!r} line",
+        seen=lines[0].strip(),
+    )
+    return lines[0]
 
 
 def invoke(aws: Aws, function: str, payload: Any) -> Any:

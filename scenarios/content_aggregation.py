@@ -23,10 +23,11 @@ from sandbox.aws import Aws
 from sandbox.executions import Execution
 from sandbox.harness import Scenario, unique_name
 from sandbox.local_http import Reply, Request, serve
+from sandbox.observe import check_schedule
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    events, dynamodb = aws.client("events"), aws.client("dynamodb")
+    dynamodb = aws.client("dynamodb")
     run_id = unique_name("ca")
     feeds = {
         f"{run_id}-news": _feed(run_id, "news", 3),
@@ -56,10 +57,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         }
 
     with s.step("The schedule rule starts the workflow; a tick with its input succeeds"):
-        rule = events.describe_rule(Name=res.schedule_rule)
-        s.check("schedule", expected=res.schedule, seen=rule.get("ScheduleExpression"))
-        s.check("state", expected="ENABLED", seen=rule["State"])
-        targets = events.list_targets_by_rule(Rule=res.schedule_rule)["Targets"]
+        targets = check_schedule(s, aws, res.schedule_rule, res.schedule)
         s.check(
             "target and input",
             expected=[(res.state_machine, res.scheduled_input)],

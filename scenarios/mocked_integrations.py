@@ -19,7 +19,7 @@ from typing import Any
 from sandbox import executions, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
-from sandbox.observe import depth, drain, log_lines, take, with_field
+from sandbox.observe import check_logged, depth, drain, log_lines, take, with_field
 
 
 def _ok(state: str) -> list[str]:
@@ -206,14 +206,4 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             expected="InvalidLead",
             seen=json.loads(alert["Body"])["error"],
         )
-        lines = await_value(
-            lambda: log_lines(aws, res.function, containing=good["leadId"]),
-            timeout=20,
-            waiting_for=f"the function's log line about {good['leadId']}",
-        )
-        s.check_that(
-            "the real function logged the check",
-            "Checked lead" in lines[0],
-            expected="a 'Checked lead' line",
-            seen=lines[0].strip(),
-        )
+        check_logged(s, aws, res.function, good["leadId"], "Checked lead")

@@ -17,7 +17,7 @@ from typing import Any
 
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
-from sandbox.observe import check_dead_lettered, log_lines, with_body
+from sandbox.observe import check_dead_lettered, check_logged, check_schedule, with_body
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
@@ -28,10 +28,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         return dynamodb.get_item(TableName=res.table, Key={"id": {"S": event_id}}).get("Item")
 
     with s.step("The schedule rule exists with its target"):
-        rule = events.describe_rule(Name=res.schedule_rule)
-        s.check("schedule", expected=res.schedule, seen=rule.get("ScheduleExpression"))
-        s.check("state", expected="ENABLED", seen=rule["State"])
-        targets = events.list_targets_by_rule(Rule=res.schedule_rule)["Targets"]
+        targets = check_schedule(s, aws, res.schedule_rule, res.schedule)
         s.check("target", expected=[res.queue.arn], seen=[t["Arn"] for t in targets])
 
     with s.step("An event matching the rule lands as an item"):
@@ -95,17 +92,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.check("messages sent = stored + dead-lettered", expected=2, seen=stored_count + 1)
 
     with s.step("The handler's log lines reached CloudWatch Logs"):
-        lines = await_value(
-            lambda: log_lines(aws, res.function, containing=event_id),
-            timeout=15,
-            waiting_for=f"a log line about event {event_id} in /aws/lambda/{res.function}",
-        )
-        s.check_that(
-            "a line says the event was stored",
-            "Stored event" in lines[0],
-            expected="a 'Stored event' line",
-            seen=lines[0].strip(),
-        )
+        check_logged(s, aws, res.function, event_id, "Stored event", timeout=15)
 
 
 def _scheduled_event(aws: Aws, res: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from typing import Any
 
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
-from sandbox.observe import invoke
+from sandbox.observe import check_schedule, invoke
 
 DUE_SOON_JOBS = 6
 SOON_SECONDS = 8
@@ -28,7 +28,7 @@ PRECISION_SECONDS = 15  # well under the one-minute tick
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    dynamodb, events = aws.client("dynamodb"), aws.client("events")
+    dynamodb = aws.client("dynamodb")
     run_id = unique_name("run")
 
     def create(due: datetime | str, **payload: Any) -> dict[str, Any]:
@@ -56,10 +56,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         return sum(page["Count"] for page in pages)
 
     with s.step("The rule that drives the tick exists with its target"):
-        rule = events.describe_rule(Name=res.rule)
-        s.check("schedule", expected=res.schedule, seen=rule.get("ScheduleExpression"))
-        s.check("state", expected="ENABLED", seen=rule["State"])
-        targets = events.list_targets_by_rule(Rule=res.rule)["Targets"]
+        targets = check_schedule(s, aws, res.rule, res.schedule)
         s.check("target", expected=[res.tick_function_arn], seen=[t["Arn"] for t in targets])
 
     with s.step("Malformed job definitions are refused at creation"):
