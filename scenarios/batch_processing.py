@@ -16,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from sandbox import executions
+from sandbox import executions, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
@@ -62,7 +62,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
         s.check("the failing record's attempts", expected=2, seen=attempts(message_ids["flaky"]))
         dead = await_value(
-            lambda: _find(sqs, res.dlq.url, bad_body),
+            lambda: observe.find(aws, res.dlq.url, observe.with_body(bad_body)),
             timeout=45,
             waiting_for="the malformed message in the DLQ",
         )
@@ -184,29 +184,3 @@ def _job_records(run_id: str) -> tuple[list[dict[str, Any]], list[str]]:
         f"chunk {17 // CHUNK_SIZE} item {17 % CHUNK_SIZE}",
     ]
     return records, invalid
-
-
-def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
-    """The message with this body if it is in the queue now. Looks through the whole queue
-    (other runs may have left messages), then makes the others visible again."""
-    held: list[dict[str, Any]] = []
-    found = None
-    while found is None:
-        received = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=10,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        ).get("Messages", [])
-        if not received:
-            break
-        for message in received:
-            if message["Body"] == body and found is None:
-                found = message
-            else:
-                held.append(message)
-    for message in held:
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    return found

@@ -17,6 +17,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
 
@@ -81,7 +82,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
         def drain_and_look() -> dict[str, Any] | None:
             invoke(res.consumer_function, {"budget": 20})
-            return _find(sqs, res.normal_dlq.url, bad_body)
+            return observe.find(aws, res.normal_dlq.url, observe.with_body(bad_body))
 
         dead = await_value(
             drain_and_look, timeout=45, interval=0.5, waiting_for="the malformed message in the DLQ"
@@ -221,29 +222,3 @@ def _stored_items(
 ) -> list[dict[str, str]]:
     stored = _stored(dynamodb, table, [f"{queue}#{i['item_id']}" for i in items])
     return [{"item_id": i["item_id"]["S"], "worker": i["worker"]["S"]} for i in stored]
-
-
-def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
-    """The message with this body if it is in the queue now. Looks through the whole queue
-    (other runs may have left messages), then makes the others visible again."""
-    held: list[dict[str, Any]] = []
-    found = None
-    while found is None:
-        received = sqs.receive_message(
-            QueueUrl=queue_url,
-            MaxNumberOfMessages=10,
-            VisibilityTimeout=10,
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
-        ).get("Messages", [])
-        if not received:
-            break
-        for message in received:
-            if message["Body"] == body and found is None:
-                found = message
-            else:
-                held.append(message)
-    for message in held:
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
-    return found
