@@ -40,3 +40,9 @@ def test_unknown_slug_lists_the_known_ones() -> None:
         patterns.find("no-such-pattern")
     for pattern in CATALOGUE:
         assert pattern.slug in str(unknown.value)
+
+
+def test_the_readme_links_every_pattern_page() -> None:
+    readme = (patterns.ROOT / "README.md").read_text()
+    for pattern in CATALOGUE:
+        assert f"(docs/patterns/{pattern.page.name})" in readme, f"README lacks {pattern.slug}"
