@@ -169,7 +169,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         observe.check_dead_lettered(
             s,
             aws,
-            res.queue,
             res.dlq,
             lambda message: stray in message["Body"],
             max_receive_count=res.max_receive_count,

@@ -113,7 +113,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         dead = observe.check_dead_lettered(
             s,
             aws,
-            res.queue,
             res.dlq,
             observe.with_id(bad),
             max_receive_count=res.max_receive_count,

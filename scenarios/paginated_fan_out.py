@@ -142,7 +142,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         observe.check_dead_lettered(
             s,
             aws,
-            res.pages,
             res.pages_dlq,
             observe.with_id(bad_id),
             max_receive_count=res.max_receive_count,

@@ -196,7 +196,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             observe.check_dead_lettered(
                 s,
                 aws,
-                res.buffer,
                 res.dlq,
                 observe.with_field("job", poison["job"]),
                 max_receive_count=2,

@@ -83,7 +83,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         check_dead_lettered(
             s,
             aws,
-            res.queue,
             res.dlq,
             with_body(bad_body),
             max_receive_count=res.max_receive_count,

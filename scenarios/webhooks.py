@@ -458,7 +458,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         check_dead_lettered(
             s,
             aws,
-            res.outbound_queue,
             res.outbound_dlq,
             with_body(bad_event),
             max_receive_count=res.max_receive_count,
