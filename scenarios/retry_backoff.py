@@ -21,7 +21,7 @@ import re
 import threading
 from typing import Any
 
-from sandbox import executions
+from sandbox import executions, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
 from sandbox.local_http import LocalServer, Reply, Request, serve
@@ -124,12 +124,17 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
             Entries=[{"Id": name, "MessageBody": body} for name, body in bodies.items()],
         )
         s.note("sent: throttled once, throttled always, rejected, malformed")
-        dead = _collect(
-            sqs,
+        dead_bodies = {bodies["throttle"], bodies["reject"], bodies["malformed"]}
+        taken = observe.collect(
+            aws,
             res.dlq.url,
-            {bodies["throttle"], bodies["reject"], bodies["malformed"]},
+            lambda m: m["Body"] in dead_bodies,
+            len(dead_bodies),
             timeout=45,
+            waiting_for="messages in the DLQ",
         )
+        dead = {m["Body"]: m for m in taken}
+        s.check("DLQ entries, once each", expected=len(dead_bodies), seen=len(taken))
         calls = {name: len(server.to(p)) for name, p in paths.items()}
         s.check(
             "calls per message",
@@ -163,7 +168,7 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
             seen="no call",
         )
         left = await_value(
-            lambda: _in_flight(sqs, res.queue.url),
+            lambda: observe.depth(aws, res.queue.url),
             until=lambda n: n == 0,
             timeout=15,
             waiting_for="the queue to be empty",
@@ -241,48 +246,5 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
         s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
 
 
-def _in_flight(sqs: Any, queue_url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
-    )["Attributes"]
-    return sum(int(v) for v in attributes.values())
-
-
 def _gaps(times: list[float]) -> list[float]:
     return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
-
-
-def _collect(sqs: Any, queue_url: str, bodies: set[str], *, timeout: float) -> dict[str, Any]:
-    """Wait until every one of these bodies has been received from the queue (and delete
-    them), looking through the whole queue each time; other messages are left visible.
-    Returns body -> message."""
-    found: dict[str, Any] = {}
-
-    def look() -> bool:
-        held = []
-        while True:
-            received = sqs.receive_message(
-                QueueUrl=queue_url,
-                MaxNumberOfMessages=10,
-                VisibilityTimeout=10,
-                MessageAttributeNames=["All"],
-            ).get("Messages", [])
-            if not received:
-                break
-            for message in received:
-                if message["Body"] in bodies:
-                    found[message["Body"]] = message
-                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-                else:
-                    held.append(message)
-        for message in held:  # other runs' messages: leave them as they were
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-        return found.keys() >= bodies
-
-    await_value(
-        look, timeout=timeout, interval=0.5, waiting_for=f"{len(bodies)} messages in the DLQ"
-    )
-    return found
