@@ -32,7 +32,7 @@ from typing import Any
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 from sandbox.local_http import Reply, Request, serve
-from sandbox.observe import check_dead_lettered, depth, with_body
+from sandbox.observe import check_dead_lettered, collect, depth, find, with_body, with_field
 
 TOLERANCE = 300  # seconds the receiver accepts a signature's timestamp
 
@@ -369,12 +369,18 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             )
             s.check(f"POST {name}", expected=202, seen=status)
             answers[body["eventId"]] = name
-        arrived: dict[str, dict[str, Any]] = {}
-        await_value(
-            lambda: _collect(sqs, res.inbound_queue.url, f"webhook.{source}", arrived),
-            until=lambda got: len(got) >= len(posts),
-            timeout=30,
-            waiting_for=f"{len(posts)} events from webhook.{source} in {res.inbound_queue.name}",
+        taken = collect(
+            aws,
+            res.inbound_queue.url,
+            with_field("source", f"webhook.{source}"),
+            len(posts),
+            waiting_for=f"events from webhook.{source} in {res.inbound_queue.name}",
+        )
+        arrived = {e["id"]: e for e in (json.loads(m["Body"]) for m in taken)}
+        s.check(
+            f"events from webhook.{source} in {res.inbound_dlq.name}",
+            expected=None,
+            seen=find(aws, res.inbound_dlq.url, with_field("source", f"webhook.{source}")),
         )
         details = {answers[event_id]: event["detail"] for event_id, event in arrived.items()}
         s.check(
@@ -400,7 +406,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 seen=(got["malformed"], got["format"], got["raw"]),
             )
             s.note(f"{name} reason: {got['reason']}")
-        s.check("posts in = events on the bus", expected=len(posts), seen=len(arrived))
+        s.check(
+            "posts in = events on the bus (each once)",
+            expected=(len(posts), len(posts)),
+            seen=(len(arrived), len(taken)),
+        )
         status, body = _post(f"{res.api.url}/hooks/Bad%20Source", b"{}")
         s.check("a bad source name", expected=400, seen=status)
 
@@ -531,24 +541,3 @@ def _post(
     except json.JSONDecodeError:
         parsed = {"text": text.decode(errors="replace")}
     return status, parsed if isinstance(parsed, dict) else {"value": parsed}
-
-
-def _collect(
-    sqs: Any, queue_url: str, source: str, found: dict[str, dict[str, Any]]
-) -> dict[str, dict[str, Any]]:
-    """Receive from the queue, keep (and delete) events from `source` into `found` by id;
-    hand other messages back at once. Not `observe.take`: that hands back all but one
-    match, and each hand-back counts against the queue's maxReceiveCount of 2."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=10
-    ).get("Messages", [])
-    for message in received:
-        event = json.loads(message["Body"])
-        if event.get("source") == source:
-            found[event["id"]] = event
-            sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return found
