@@ -12,16 +12,18 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from typing import Any
 
+from sandbox import observe
 from sandbox.aws import Aws
-from sandbox.harness import Scenario, await_value, unique_name
+from sandbox.harness import Scenario, unique_name
 
 KEYS = 200
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    lambda_, sqs = aws.client("lambda"), aws.client("sqs")
+    lambda_ = aws.client("lambda")
     ring = unique_name("ring")
     keys = [f"customer-{i:03d}-{ring[-4:]}" for i in range(KEYS)]
 
@@ -33,21 +35,46 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         request = {"action": action, "ring": ring, "node": node, "vnodes": res.vnodes}
         if action == "add":
             request["queue_url"] = res.shards[node].url
-        error, answer = invoke(res.admin_function, request)
-        assert error is None, answer
+        answer: dict[str, Any] = observe.invoke(aws, res.admin_function, request)
         return answer
 
     def route(phase: str, batch: list[str]) -> dict[str, Any]:
         messages = [
             {"key": k, "body": json.dumps({"ring": ring, "phase": phase, "key": k})} for k in batch
         ]
-        error, answer = invoke(res.router_function, {"ring": ring, "messages": messages})
-        assert error is None, answer
+        answer: dict[str, Any] = observe.invoke(
+            aws, res.router_function, {"ring": ring, "messages": messages}
+        )
         return answer
 
-    def landed(phase: str, count: int) -> list[tuple[str, str]]:
-        """(key, shard) of each message of this phase found on the shard queues."""
-        return _drain(sqs, res.shards, ring, phase, count)
+    def landed(phase: str, routed: list[dict[str, Any]]) -> list[tuple[str, str]]:
+        """(key, shard) of each message of this phase found on the shard queues (deleted):
+        as many on each shard as the router said it sent there, then nothing more of this
+        phase on any shard (the router has sent them all before it answers)."""
+
+        def of_phase(message: observe.Message) -> bool:
+            body = json.loads(message["Body"])
+            return body.get("ring") == ring and body.get("phase") == phase
+
+        sent = Counter(r["node"] for r in routed)
+        found = [
+            (json.loads(m["Body"])["key"], shard)
+            for shard, queue in res.shards.items()
+            for m in observe.collect(
+                aws,
+                queue.url,
+                of_phase,
+                sent[shard],
+                waiting_for=f"'{phase}' messages on shard {shard}",
+            )
+        ]
+        extra = [
+            (json.loads(m["Body"])["key"], shard)
+            for shard, queue in res.shards.items()
+            for m in observe.take_all(aws, queue.url, of_phase)
+        ]
+        s.check(f"'{phase}' messages beyond those the router sent", expected=[], seen=extra)
+        return found
 
     with s.step("A ring of four nodes, with virtual nodes, is kept in DynamoDB"):
         for node in "abcd":
@@ -63,14 +90,13 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.check("ring items in DynamoDB", expected=4 * res.vnodes, seen=stored)
 
     with s.step("A key always lands on the same shard"):
-        for _ in range(3):
-            route("repeat", [keys[0]])
-        found = landed("repeat", 3)
+        repeats = [r for _ in range(3) for r in route("repeat", [keys[0]])["routed"]]
+        found = landed("repeat", repeats)
         s.check("shards the three copies of one key reached", expected=1, seen=len(set(found)))
         s.note(f"{keys[0]} -> shard {found[0][1]}")
         answer = route("four", keys)
         said = {r["key"]: r["node"] for r in answer["routed"]}
-        four = dict(landed("four", KEYS))
+        four = dict(landed("four", answer["routed"]))
         s.check("keys found on the shard queues", expected=KEYS, seen=len(four))
         s.check(
             "keys found on another shard than the router named",
@@ -81,8 +107,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     with s.step("Adding a node moves about 1/N of the keys, all to the new node"):
         admin("add", "e")
-        route("five", keys)
-        five = dict(landed("five", KEYS))
+        five = dict(landed("five", route("five", keys)["routed"]))
         moved = {k: five[k] for k in keys if five[k] != four[k]}
         s.check("where moved keys went", expected={"e"}, seen=set(moved.values()))
         share = len(moved) / KEYS
@@ -97,8 +122,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     with s.step("Removing a node moves only its keys"):
         answer = admin("remove", "b")
         s.check("nodes left", expected=["a", "c", "d", "e"], seen=sorted(answer["nodes"]))
-        route("four-again", keys)
-        after = dict(landed("four-again", KEYS))
+        after = dict(landed("four-again", route("four-again", keys)["routed"]))
         moved_keys = {k for k in keys if after[k] != five[k]}
         b_keys = {k for k in keys if five[k] == "b"}
         s.check("keys moved", expected=len(b_keys), seen=len(moved_keys))
@@ -122,7 +146,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             expected=[{"index": 1, "reason": "no string 'key'"}],
             seen=answer["rejected"],
         )
-        arrived = landed("bad", 2)
+        arrived = landed("bad", answer["routed"])
         s.check(
             "sent = landed + rejected",
             expected=len(messages),
@@ -133,42 +157,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.note(answer.get("errorMessage", ""))
         error, answer = invoke(res.router_function, {"ring": unique_name("empty"), "messages": []})
         s.check("empty ring: error type", expected="EmptyRing", seen=answer.get("errorType"))
-
-
-def _drain(
-    sqs: Any, shards: dict[str, Any], ring: str, phase: str, count: int
-) -> list[tuple[str, str]]:
-    """Receive from every shard queue until `count` messages of this ring and phase arrived;
-    each received message is deleted (older runs' leftovers too)."""
-    found: list[tuple[str, str]] = []
-
-    def receive_round() -> int:
-        for shard, queue in shards.items():
-            messages = sqs.receive_message(QueueUrl=queue.url, MaxNumberOfMessages=10).get(
-                "Messages", []
-            )
-            for message in messages:
-                body = json.loads(message["Body"])
-                if body.get("ring") == ring and body.get("phase") == phase:
-                    found.append((body["key"], shard))
-            if messages:
-                sqs.delete_message_batch(
-                    QueueUrl=queue.url,
-                    Entries=[
-                        {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                        for i, m in enumerate(messages)
-                    ],
-                )
-        return len(found)
-
-    await_value(
-        receive_round,
-        until=lambda n: n >= count,
-        timeout=30,
-        interval=0.05,
-        waiting_for=f"{count} '{phase}' messages on the shard queues",
-    )
-    return found
 
 
 def _per_shard(where: dict[str, str]) -> dict[str, int]:
