@@ -28,7 +28,7 @@ FLAKY_ITEM = "feed-13"  # on page 2
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    events, lambda_, sqs = aws.client("events"), aws.client("lambda"), aws.client("sqs")
+    lambda_, sqs = aws.client("lambda"), aws.client("sqs")
     dynamodb = aws.client("dynamodb")
     ids = [f"feed-{i:02d}" for i in range(ITEMS)]
     clean, flaky, bad_batch = unique_name("clean"), unique_name("flaky"), unique_name("bad")
@@ -79,10 +79,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         return pages
 
     with s.step("The schedule rule exists with the pager as its target"):
-        rule = events.describe_rule(Name=res.schedule_rule)
-        s.check("schedule", expected=res.schedule, seen=rule.get("ScheduleExpression"))
-        s.check("state", expected="ENABLED", seen=rule["State"])
-        targets = events.list_targets_by_rule(Rule=res.schedule_rule)["Targets"]
+        targets = observe.check_schedule(s, aws, res.schedule_rule, res.schedule)
         function_arn = lambda_.get_function_configuration(FunctionName=res.function)["FunctionArn"]
         s.check(
             "target and its input",
@@ -123,7 +120,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     with s.step("Each subscriber receives every item, once"):
         for number, queue in enumerate(res.subscribers, start=1):
-            got = _drain(sqs, queue.url, [clean, flaky], ITEMS)
+            got = _received(aws, queue, [clean, flaky], ITEMS)
             for batch in (clean, flaky):
                 s.check(
                     f"subscriber {number}, {batch.split('-')[0]} batch: messages, distinct items",
@@ -189,38 +186,26 @@ def _item_runs(dynamodb: Any, table: str, batch_run: str, ids: list[str]) -> dic
     return runs
 
 
-def _drain(sqs: Any, url: str, batches: list[str], count: int) -> dict[str, list[str]]:
-    """Receive (and delete) a subscriber queue's messages until `count` of each batch came,
-    then make sure no more of them arrive for a moment; ids per batch, repeats included."""
-    got: dict[str, list[str]] = {b: [] for b in batches}
+def _received(aws: Aws, queue: Any, batches: list[str], count: int) -> dict[str, list[str]]:
+    """Take (delete) a subscriber queue's messages of these batches until `count` per batch
+    could have come, then make sure no more of them arrive for a moment; ids per batch,
+    repeats included."""
 
-    def receive_round() -> int:
-        messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        for message in messages:
-            body = json.loads(message["Body"])
-            if body.get("batch") in got:
-                got[body["batch"]].append(body["id"])
-        if messages:
-            sqs.delete_message_batch(
-                QueueUrl=url,
-                Entries=[
-                    {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
-                    for i, m in enumerate(messages)
-                ],
-            )
-        return min(len(ids) for ids in got.values())
+    def of_batches(message: observe.Message) -> bool:
+        return json.loads(message["Body"]).get("batch") in batches
 
-    await_value(
-        receive_round,
-        until=lambda n: n >= count,
-        timeout=30,
-        interval=0.05,
-        waiting_for=f"{count} messages of each batch on {url.rsplit('/', 1)[-1]}",
-    )
     expected = count * len(batches)
-    holds_for(
-        lambda: (receive_round(), sum(len(ids) for ids in got.values()))[1],
-        until=lambda n: n == expected,
-        duration=0.5,
+    taken = observe.collect(
+        aws, queue.url, of_batches, expected, waiting_for=f"messages of {batches} on {queue.name}"
     )
+
+    def so_far() -> int:
+        taken.extend(observe.take_all(aws, queue.url, of_batches))
+        return len(taken)
+
+    holds_for(so_far, until=lambda n: n == expected, duration=0.5)
+    got: dict[str, list[str]] = {b: [] for b in batches}
+    for message in taken:
+        body = json.loads(message["Body"])
+        got[body["batch"]].append(body["id"])
     return got
