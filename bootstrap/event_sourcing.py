@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sandbox.aws import Aws
-from sandbox.provision import ensure_function, ensure_table
+from sandbox.provision import ensure_event_bus, ensure_function, ensure_table
 
 SNAPSHOT_EVERY = 5
 EVENT_SOURCE = "sandbox.event-sourcing"
@@ -36,7 +36,8 @@ def provision(aws: Aws) -> EventSourcing:
     )
     state_table = ensure_table(aws, "event-sourcing-state", hash_key="stream_id")
     snapshots_table = ensure_table(aws, "event-sourcing-snapshots", hash_key="stream_id")
-    bus, bus_arn = ensure_event_bus(aws, "event-sourcing-bus")
+    bus = "event-sourcing-bus"
+    bus_arn = ensure_event_bus(aws, bus)
     env = {
         "EVENTS_TABLE": events_table,
         "STATE_TABLE": state_table,
@@ -58,12 +59,3 @@ def provision(aws: Aws) -> EventSourcing:
         SNAPSHOT_EVERY,
         EVENT_SOURCE,
     )
-
-
-def ensure_event_bus(aws: Aws, name: str) -> tuple[str, str]:
-    """A custom event bus; returns its name and ARN. (A candidate for sandbox.provision.)"""
-    events = aws.client("events")
-    try:
-        return name, events.describe_event_bus(Name=name)["Arn"]
-    except events.exceptions.ResourceNotFoundException:
-        return name, events.create_event_bus(Name=name)["EventBusArn"]

@@ -20,24 +20,18 @@ from typing import Any
 
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
-from sandbox.provision import allow_service_to_send, ensure_queue
+from sandbox.observe import drain, invoke
+from sandbox.provision import allow_service_to_send, ensure_queue, ensure_rule
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    lambda_, dynamodb = aws.client("lambda"), aws.client("dynamodb")
-
-    def invoke(function: str, payload: dict[str, Any]) -> dict[str, Any]:
-        answer = lambda_.invoke(FunctionName=function, Payload=json.dumps(payload))
-        body = json.loads(answer["Payload"].read() or b"null")
-        if "FunctionError" in answer:
-            raise AssertionError(f"{function} failed: {body}")
-        return body  # type: ignore[no-any-return]
+    dynamodb = aws.client("dynamodb")
 
     def append(*events: dict[str, Any]) -> dict[str, Any]:
-        return invoke(res.append_function, {"events": list(events)})
+        return invoke(aws, res.append_function, {"events": list(events)})
 
     def load(stream_id: str, source: str) -> dict[str, Any]:
-        return invoke(res.load_function, {"stream_id": stream_id, "source": source})
+        return invoke(aws, res.load_function, {"stream_id": stream_id, "source": source})
 
     def versions(stream_id: str) -> list[int]:
         items = dynamodb.query(
@@ -227,7 +221,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 if e["type"] == "ItemAdded" and e["data"]["quantity"] >= 2
             )
             answer = invoke(
-                res.replay_function, {"replay_name": replay_name, "stream_ids": [cart, other]}
+                aws, res.replay_function, {"replay_name": replay_name, "stream_ids": [cart, other]}
             )
             s.check(
                 "events replayed onto the bus",
@@ -274,25 +268,23 @@ class _Consumer:
     event pattern, delivering to its own new queue. Removed again after the step."""
 
     def __init__(self, aws: Aws, bus: str, name: str, pattern: dict[str, Any]) -> None:
-        self.events, self.sqs = aws.client("events"), aws.client("sqs")
+        self.aws, self.events, self.sqs = aws, aws.client("events"), aws.client("sqs")
         self.bus, self.rule = bus, f"event-sourcing-consumer-{name}"
         self.queue = ensure_queue(aws, self.rule)
-        rule_arn = self.events.put_rule(
-            Name=self.rule, EventBusName=bus, EventPattern=json.dumps(pattern)
-        )["RuleArn"]
-        allow_service_to_send(aws, self.queue, "events.amazonaws.com", [rule_arn])
-        self.events.put_targets(
-            Rule=self.rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": self.queue.arn}]
+        rule_arn = ensure_rule(
+            aws,
+            self.rule,
+            targets=[{"Id": "queue", "Arn": self.queue.arn}],
+            pattern=pattern,
+            bus=bus,
         )
+        allow_service_to_send(aws, self.queue, "events.amazonaws.com", [rule_arn])
         self.received: list[dict[str, Any]] = []
 
     def receive(self) -> list[dict[str, Any]]:
-        messages = self.sqs.receive_message(
-            QueueUrl=self.queue.url, MaxNumberOfMessages=10, WaitTimeSeconds=1
-        ).get("Messages", [])
-        for message in messages:
-            self.received.append(json.loads(message["Body"])["detail"])
-            self.sqs.delete_message(QueueUrl=self.queue.url, ReceiptHandle=message["ReceiptHandle"])
+        """Every event delivered so far (the queue is this consumer's own: drained)."""
+        drained = drain(self.aws, self.queue.url)
+        self.received.extend(json.loads(m["Body"])["detail"] for m in drained)
         return list(self.received)
 
     def delete(self) -> None:
