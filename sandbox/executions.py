@@ -37,6 +37,25 @@ class Execution:
         """How many events of this type, e.g. "TaskScheduled", "LambdaFunctionScheduled"."""
         return sum(e["type"] == event_type for e in self.events)
 
+    def tasks_for(self, function: str) -> int:
+        """How many tasks were scheduled for this Lambda function (name or ARN): the
+        FunctionName of a `lambda:invoke` task, the resource of a plain Lambda ARN task.
+        `.count("TaskScheduled")` cannot tell one function's tasks from another's."""
+        wanted = _function_name(function)
+        return sum(_function_name(name) == wanted for name in self._functions_scheduled())
+
+    def _functions_scheduled(self) -> list[str]:
+        found = []
+        for event in self.events:
+            if event["type"] == "TaskScheduled":
+                details = event["taskScheduledEventDetails"]
+                parameters = json.loads(details.get("parameters") or "{}")
+                if isinstance(parameters, dict) and "FunctionName" in parameters:
+                    found.append(str(parameters["FunctionName"]))
+            elif event["type"] == "LambdaFunctionScheduled":
+                found.append(event["lambdaFunctionScheduledEventDetails"]["resource"])
+        return found
+
     def types(self) -> Counter[str]:
         return Counter(e["type"] for e in self.events)
 
@@ -76,6 +95,14 @@ class Execution:
                 )
                 found.append((index, state, outcome, details.get("error")))
         return found
+
+
+def _function_name(function: str) -> str:
+    """The name in a function name or ARN (arn:aws:lambda:<region>:<account>:function:<name>
+    with an optional :<qualifier>)."""
+    if function.startswith("arn:"):
+        return function.split(":")[6]
+    return function.split(":", 1)[0]
 
 
 _TASK_OUTCOMES = {

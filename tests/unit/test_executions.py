@@ -64,3 +64,34 @@ def test_execution_arn() -> None:
     assert execution_arn(machine, "run-1") == (
         "arn:aws:states:us-east-1:000000000000:execution:flow:run-1"
     )
+
+
+def _invoke(function: str) -> dict[str, Any]:
+    parameters = f'{{"FunctionName": "{function}", "Payload": {{}}}}'
+    return {
+        "type": "TaskScheduled",
+        "taskScheduledEventDetails": {"resource": "invoke", "parameters": parameters},
+    }
+
+
+def test_tasks_for_tells_functions_apart() -> None:
+    arn = "arn:aws:lambda:us-east-1:000000000000:function:{}"
+    execution = _execution(
+        _entered("Check"),
+        _invoke("circuit"),
+        _entered("Call"),
+        _invoke(arn.format("service")),
+        _invoke(arn.format("service") + ":$LATEST"),
+        _invoke("service-two"),
+        {"type": "TaskScheduled", "taskScheduledEventDetails": {"parameters": '{"Item": {}}'}},
+        {
+            "type": "LambdaFunctionScheduled",
+            "lambdaFunctionScheduledEventDetails": {"resource": arn.format("service")},
+        },
+    )
+    assert execution.count("TaskScheduled") == 5
+    assert execution.tasks_for("service") == 3
+    assert execution.tasks_for(arn.format("service")) == 3
+    assert execution.tasks_for("circuit") == 1
+    assert execution.tasks_for("service-two") == 1
+    assert execution.tasks_for("absent") == 0
