@@ -11,27 +11,25 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox import executions
+from sandbox import executions, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    dynamodb, lambda_, logs = aws.client("dynamodb"), aws.client("lambda"), aws.client("logs")
+    dynamodb = aws.client("dynamodb")
     run_id = unique_name("cb")
     group = f"/aws/lambda/{res.service_function}"
 
     def circuit() -> dict[str, Any]:
         """The circuit as the workflow sees it (the same function it asks)."""
-        answer = lambda_.invoke(
-            FunctionName=res.circuit_function,
-            Payload=json.dumps({"action": "get", "service": res.circuit_key}),
+        answer: dict[str, Any] = observe.invoke(
+            aws, res.circuit_function, {"action": "get", "service": res.circuit_key}
         )
-        return json.loads(answer["Payload"].read())
+        return answer
 
     def calls(caller: str) -> dict[str, Any]:
         item = dynamodb.get_item(
@@ -43,18 +41,8 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         }
 
     def report_lines() -> list[str]:
-        pages = logs.get_paginator("filter_log_events").paginate(logGroupName=group)
-        found = [e["message"] for page in pages for e in page["events"]]
+        found = observe.log_lines(aws, res.service_function, "REPORT RequestId:")
         return [line for line in found if line.startswith("REPORT RequestId:")]
-
-    def service_tasks(execution: executions.Execution) -> int:
-        """Tasks Step Functions scheduled for the service (not for the circuit function)."""
-        return sum(
-            e["type"] == "TaskScheduled"
-            and res.service_function
-            in json.loads(e["taskScheduledEventDetails"]["parameters"]).get("FunctionName", "")
-            for e in execution.events
-        )
 
     with s.step("The circuit starts closed"):
         state = await_value(
@@ -72,7 +60,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.check("status", expected="FAILED", seen=done.status)
         s.check("error", expected="InvalidRequest", seen=done.error)
         s.check("last state entered", expected="Request Rejected", seen=done.entered[-1])
-        s.check("service tasks scheduled (no retry)", expected=1, seen=service_tasks(done))
+        s.check(
+            "service tasks scheduled (no retry)",
+            expected=1,
+            seen=done.tasks_for(res.service_function),
+        )
         s.check("'Open Circuit' entered", expected=False, seen="Open Circuit" in done.entered)
         s.check("circuit", expected="CLOSED", seen=circuit()["state"])
 
@@ -83,7 +75,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.note(f"entered: {' → '.join(done.entered)}")
         s.check("status", expected="FAILED", seen=done.status)
         s.check("error", expected="ServiceUnavailable", seen=done.error)
-        s.check("service tasks scheduled", expected=res.service_attempts, seen=service_tasks(done))
+        s.check(
+            "service tasks scheduled",
+            expected=res.service_attempts,
+            seen=done.tasks_for(res.service_function),
+        )
         s.check("'Open Circuit' entered", expected=True, seen="Open Circuit" in done.entered)
         counted = calls(failing)
         s.check(
@@ -116,7 +112,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         s.check("status", expected="FAILED", seen=done.status)
         s.check("error", expected="CircuitOpen", seen=done.error)
         s.check("'Call Service' entered", expected=False, seen="Call Service" in done.entered)
-        s.check("service tasks scheduled", expected=0, seen=service_tasks(done))
+        s.check("service tasks scheduled", expected=0, seen=done.tasks_for(res.service_function))
         s.check("service invocations it counted", expected=0, seen=calls(blocked)["calls"])
         lines = holds_for(lambda: len(report_lines()), until=lambda n: n == baseline, duration=1.5)
         s.check("REPORT lines in the service's log group", expected=baseline, seen=lines)
@@ -133,7 +129,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         done = executions.run(aws, res.state_machine, {"caller": healed, "request": {"n": 2}})
         s.note(f"entered: {' → '.join(done.entered)}")
         s.check("status", expected="SUCCEEDED", seen=done.status)
-        s.check("service tasks scheduled", expected=1, seen=service_tasks(done))
+        s.check("service tasks scheduled", expected=1, seen=done.tasks_for(res.service_function))
         s.check("service invocations it counted", expected=1, seen=calls(healed)["calls"])
         s.check(
             "answer", expected="served ['n']", seen=done.output["service"]["response"]["answer"]
