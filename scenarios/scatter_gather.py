@@ -24,9 +24,9 @@ import json
 import random
 from typing import Any
 
-from sandbox import executions
+from sandbox import executions, observe
 from sandbox.aws import Aws
-from sandbox.harness import Scenario, await_value
+from sandbox.harness import Scenario
 
 # The stand-in bureau's score is 300 + the SSN's last four digits (mod 601).
 GOOD, MIDDLING, POOR = ("0500", 800), ("0300", 600), ("0050", 350)
@@ -49,14 +49,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def banks_asked(done: executions.Execution) -> list[str]:
         """Bank functions the recipient list scheduled a task for (from the history)."""
-        by_function = {b.function: b.bank_id for b in res.banks}
-        asked = []
-        for event in done.events:
-            if event["type"] == "TaskScheduled":
-                name = json.loads(event["taskScheduledEventDetails"]["parameters"])["FunctionName"]
-                if name.rsplit(":", 1)[-1] in by_function:
-                    asked.append(by_function[name.rsplit(":", 1)[-1]])
-        return sorted(asked)
+        return sorted(b.bank_id for b in res.banks for _ in range(done.tasks_for(b.function)))
 
     def quoted_by(done: executions.Execution) -> list[str]:
         return sorted(q["bankId"] for q in done.output["Quotes"])
@@ -178,41 +171,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         "A malformed reply is retried, then dead-lettered "
         f"(maxReceiveCount={res.max_receive_count})"
     ):
-        dead = await_value(
-            lambda: _find(sqs, res.quotes_dlq.url, bad_reply),
-            timeout=30,
-            waiting_for="the malformed reply in the DLQ",
+        observe.check_dead_lettered(
+            s,
+            aws,
+            res.quotes_dlq,
+            observe.with_body(bad_reply),
+            max_receive_count=res.max_receive_count,
         )
-        receives = int(dead["Attributes"]["ApproximateReceiveCount"])
-        s.check_that(
-            "times it was received before the move",
-            receives >= res.max_receive_count,
-            expected=f">= {res.max_receive_count}",
-            seen=receives,
-        )
-        sqs.delete_message(QueueUrl=res.quotes_dlq.url, ReceiptHandle=dead["ReceiptHandle"])
         s.check(
             "still in the quotes queue",
             expected=None,
-            seen=_find(sqs, res.quotes_queue.url, bad_reply),
+            seen=observe.find(aws, res.quotes_queue.url, observe.with_body(bad_reply)),
         )
-
-
-def _find(sqs: Any, queue_url: str, body: str) -> dict[str, Any] | None:
-    """Receive from a queue and return the message with this body, if it is there now.
-    Other messages are made visible again at once."""
-    received = sqs.receive_message(
-        QueueUrl=queue_url,
-        MaxNumberOfMessages=10,
-        VisibilityTimeout=10,
-        MessageSystemAttributeNames=["ApproximateReceiveCount"],
-    ).get("Messages", [])
-    found = None
-    for message in received:
-        if message["Body"] == body and found is None:
-            found = message
-        else:
-            sqs.change_message_visibility(
-                QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-            )
-    return found
