@@ -33,10 +33,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         return answer.get("FunctionError"), json.loads(answer["Payload"].read() or b"null")
 
     def items(payload: dict[str, Any]) -> Any:
-        error, result = invoke(res.items_function, payload)
-        if error:
-            raise AssertionError(f"{payload['action']} failed: {result}")
-        return result
+        return observe.invoke(aws, res.items_function, payload)
 
     normal_ids = [f"{run_id}-n{i:02d}" for i in range(NORMAL_COUNT)]
     high_id = f"{run_id}-high"
