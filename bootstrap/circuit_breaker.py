@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sandbox.aws import Aws
-from sandbox.provision import ensure_function, ensure_state_machine, ensure_table
+from sandbox.provision import ensure_function, ensure_state_machine, ensure_table, ensure_ttl
 
 OPEN_SECONDS = 5
 SERVICE_ATTEMPTS = 3  # the first call and the Retry's MaxAttempts 2
@@ -25,7 +25,7 @@ class CircuitBreaker:
 
 def provision(aws: Aws) -> CircuitBreaker:
     circuit_table = ensure_table(aws, "circuit-breaker-circuits", hash_key="service")
-    _ensure_ttl(aws, circuit_table, "ttl")
+    ensure_ttl(aws, circuit_table, "ttl")
     calls_table = ensure_table(aws, "circuit-breaker-service-calls", hash_key="caller")
     circuit_function = "circuit-breaker-circuit"
     service_function = "circuit-breaker-service"
@@ -60,15 +60,4 @@ def provision(aws: Aws) -> CircuitBreaker:
         service_arn,
         OPEN_SECONDS,
         SERVICE_ATTEMPTS,
-    )
-
-
-def _ensure_ttl(aws: Aws, table: str, attribute: str) -> None:
-    """TTL on `attribute`, so expired circuits are eventually removed (idempotent)."""
-    dynamodb = aws.client("dynamodb")
-    described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
-    if described.get("TimeToLiveStatus") in ("ENABLED", "ENABLING"):
-        return
-    dynamodb.update_time_to_live(
-        TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
     )

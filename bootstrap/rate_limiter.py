@@ -13,6 +13,7 @@ from sandbox.provision import (
     ensure_function,
     ensure_queue_with_dlq,
     ensure_table,
+    ensure_ttl,
 )
 from sandbox.restapi import RestApi, ensure_rest_api, lambda_proxy, sqs_send_message
 
@@ -44,7 +45,7 @@ class RateLimiter:
 def provision(aws: Aws) -> RateLimiter:
     buckets = ensure_table(aws, "rate-limiter-buckets")
     windows = ensure_table(aws, "rate-limiter-windows")
-    _ensure_ttl(aws, windows, "expires_at")
+    ensure_ttl(aws, windows, "expires_at")
     limiter = "rate-limiter-api"
     limiter_arn = ensure_function(
         aws,
@@ -122,12 +123,3 @@ def provision(aws: Aws) -> RateLimiter:
         WINDOW_SECONDS,
         DOWNSTREAM_CAP,
     )
-
-
-def _ensure_ttl(aws: Aws, table: str, attribute: str) -> None:
-    dynamodb = aws.client("dynamodb")
-    ttl = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
-    if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-        dynamodb.update_time_to_live(
-            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
-        )

@@ -223,11 +223,17 @@ def check_logged(
     return lines[0]
 
 
+def call(aws: Aws, function: str, payload: Any) -> tuple[str | None, Any]:
+    """Call the function synchronously; returns (FunctionError or None, decoded result), for
+    scenarios that expect a call to fail and check how."""
+    answer = aws.client("lambda").invoke(FunctionName=function, Payload=json.dumps(payload))
+    return answer.get("FunctionError"), json.loads(answer["Payload"].read() or b"null")
+
+
 def invoke(aws: Aws, function: str, payload: Any) -> Any:
     """Call the function synchronously; returns its decoded result. A function error raises
     (a scenario must not mistake an error payload for an answer)."""
-    answer = aws.client("lambda").invoke(FunctionName=function, Payload=json.dumps(payload))
-    body = json.loads(answer["Payload"].read() or b"null")
-    if "FunctionError" in answer:
+    error, body = call(aws, function, payload)
+    if error:
         raise AssertionError(f"{function} failed: {body}")
     return body

@@ -142,6 +142,16 @@ def ensure_table(
     return name
 
 
+def ensure_ttl(aws: Aws, table: str, attribute: str) -> None:
+    """Time to live on `attribute` (epoch seconds): DynamoDB deletes expired items itself."""
+    dynamodb = aws.client("dynamodb")
+    described = dynamodb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+    if described.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+        dynamodb.update_time_to_live(
+            TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attribute}
+        )
+
+
 # -- IAM -----------------------------------------------------------------------------
 def ensure_role(aws: Aws, name: str, service: str) -> str:
     """A role the given service may assume (LocalStack does not enforce IAM; AWS would)."""

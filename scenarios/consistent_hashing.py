@@ -23,13 +23,8 @@ KEYS = 200
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    lambda_ = aws.client("lambda")
     ring = unique_name("ring")
     keys = [f"customer-{i:03d}-{ring[-4:]}" for i in range(KEYS)]
-
-    def invoke(function: str, payload: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
-        answer = lambda_.invoke(FunctionName=function, Payload=json.dumps(payload))
-        return answer.get("FunctionError"), json.loads(answer["Payload"].read())
 
     def admin(action: str, node: str) -> dict[str, Any]:
         request = {"action": action, "ring": ring, "node": node, "vnodes": res.vnodes}
@@ -140,7 +135,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             {"body": "no key here"},
             {"key": keys[2], "body": json.dumps({"ring": ring, "phase": "bad", "key": keys[2]})},
         ]
-        error, answer = invoke(res.router_function, {"ring": ring, "messages": messages})
+        error, answer = observe.call(aws, res.router_function, {"ring": ring, "messages": messages})
         s.check(
             "rejected",
             expected=[{"index": 1, "reason": "no string 'key'"}],
@@ -152,10 +147,12 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             expected=len(messages),
             seen=len(arrived) + len(answer["rejected"]),
         )
-        error, answer = invoke(res.router_function, {"messages": []})
+        error, answer = observe.call(aws, res.router_function, {"messages": []})
         s.check("no ring: error type", expected="InvalidRequest", seen=answer.get("errorType"))
         s.note(answer.get("errorMessage", ""))
-        error, answer = invoke(res.router_function, {"ring": unique_name("empty"), "messages": []})
+        error, answer = observe.call(
+            aws, res.router_function, {"ring": unique_name("empty"), "messages": []}
+        )
         s.check("empty ring: error type", expected="EmptyRing", seen=answer.get("errorType"))
 
 

@@ -33,10 +33,6 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     ids = [f"feed-{i:02d}" for i in range(ITEMS)]
     clean, flaky, bad_batch = unique_name("clean"), unique_name("flaky"), unique_name("bad")
 
-    def invoke(payload: Any) -> tuple[str | None, dict[str, Any]]:
-        answer = lambda_.invoke(FunctionName=res.function, Payload=json.dumps(payload))
-        return answer.get("FunctionError"), json.loads(answer["Payload"].read())
-
     def record(key: str) -> dict[str, Any]:
         return dynamodb.get_item(
             TableName=res.runs_table, Key={"id": {"S": key}}, ConsistentRead=True
@@ -94,7 +90,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         bad = {"batch": bad_batch, "run": "r1", "token": "not-a-token!", "page": 2, "seen": 10}
         bad_id = sqs.send_message(QueueUrl=res.pages.url, MessageBody=json.dumps(bad))["MessageId"]
         with ThreadPoolExecutor(max_workers=2) as pool:
-            answers = list(pool.map(lambda b: invoke({"batch": b}), [clean, flaky]))
+            answers = list(
+                pool.map(lambda b: observe.call(aws, res.function, {"batch": b}), [clean, flaky])
+            )
         for (error, first), batch in zip(answers, [clean, flaky], strict=True):
             s.check(
                 f"page 1 of {batch} (started directly): error, items, next",
@@ -129,7 +127,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 )
 
     with s.step(f"Bad input: a clear error; a DLQ entry after {res.max_receive_count} receives"):
-        error, answer = invoke({"page": 1})
+        error, answer = observe.call(aws, res.function, {"page": 1})
         s.check(
             "start without a batch: error type",
             expected="MalformedPage",

@@ -25,12 +25,8 @@ NORMAL_COUNT, CONCURRENT_ITEMS, DEQUEUERS = 50, 40, 4
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
-    sqs, dynamodb, lambda_ = aws.client("sqs"), aws.client("dynamodb"), aws.client("lambda")
+    sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
     run_id = unique_name("prio")
-
-    def invoke(function: str, payload: dict[str, Any]) -> tuple[str | None, Any]:
-        answer = lambda_.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
-        return answer.get("FunctionError"), json.loads(answer["Payload"].read() or b"null")
 
     def items(payload: dict[str, Any]) -> Any:
         return observe.invoke(aws, res.items_function, payload)
@@ -55,7 +51,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             QueueUrl=res.high.url, MessageBody=json.dumps({"id": high_id, "priority": "high"})
         )
         s.note(f"queued {NORMAL_COUNT} normal + 1 malformed, then 1 high")
-        error, drained = invoke(res.consumer_function, {"budget": 100})
+        error, drained = observe.call(aws, res.consumer_function, {"budget": 100})
         s.check("consumer error", expected=None, seen=error)
         processed = [p for p in drained["processed"] if p["id"] in mine]
         s.check("first processed", expected=(high_id, "high"), seen=_first(processed))
@@ -78,7 +74,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     with s.step("The malformed message is redelivered, then lands in the DLQ; nothing lost"):
 
         def drain_and_look() -> dict[str, Any] | None:
-            invoke(res.consumer_function, {"budget": 20})
+            observe.call(aws, res.consumer_function, {"budget": 20})
             return observe.find(aws, res.normal_dlq.url, observe.with_body(bad_body))
 
         dead = await_value(
@@ -177,7 +173,8 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     with s.step("Bad requests get a clear error"):
         queue = f"{run_id}-bad"
-        error, answer = invoke(
+        error, answer = observe.call(
+            aws,
             res.items_function,
             {"action": "enqueue", "queue": queue, "id": "x", "priority": "urgent"},
         )
@@ -190,7 +187,8 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
         items({"action": "enqueue", "queue": queue, "id": "y", "priority": 1})
         items({"action": "dequeue", "queue": queue, "worker": "w", "max_items": 1})
-        error, answer = invoke(
+        error, answer = observe.call(
+            aws,
             res.items_function,
             {"action": "reprioritise", "queue": queue, "id": "y", "priority": 0},
         )

@@ -60,19 +60,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
 
 def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
-    lambda_, sqs = aws.client("lambda"), aws.client("sqs")
+    sqs = aws.client("sqs")
     run_id = unique_name("retry")
 
     def path(behaviour: str, name: str) -> str:
         return f"/{behaviour}/{run_id}-{name}"
 
-    def call_client(payload: dict[str, Any]) -> tuple[str | None, Any]:
-        answer = lambda_.invoke(FunctionName=res.client_function, Payload=json.dumps(payload))
-        return answer.get("FunctionError"), json.loads(answer["Payload"].read())
-
     with s.step("Client: a non-retryable error makes exactly one call"):
         p = path("reject", "client")
-        error, answer = call_client({"url": server.url + p})
+        error, answer = observe.call(aws, res.client_function, {"url": server.url + p})
         s.check("error type", expected="DownstreamRejected", seen=answer.get("errorType"))
         s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
 
@@ -81,7 +77,7 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
         f"gaps within the cap ({res.max_delay} s)"
     ):
         p = path("throttle", "client")
-        error, answer = call_client({"url": server.url + p})
+        error, answer = observe.call(aws, res.client_function, {"url": server.url + p})
         s.check("error type", expected="DownstreamThrottled", seen=answer.get("errorType"))
         s.note(answer.get("errorMessage", ""))
         calls = server.to(p)
@@ -104,7 +100,7 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
 
     with s.step("Client: a call throttled twice succeeds on the third"):
         p = path("flaky2", "client")
-        error, answer = call_client({"url": server.url + p})
+        error, answer = observe.call(aws, res.client_function, {"url": server.url + p})
         s.check("error", expected=None, seen=error)
         s.check("statuses", expected=[429, 429, 200], seen=answer["statuses"])
         s.check("calls the downstream saw", expected=3, seen=len(server.to(p)))
