@@ -7,7 +7,6 @@ scenario asserts on that record, not only on the items a workflow leaves behind.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +54,6 @@ class Execution:
             elif event["type"] == "LambdaFunctionScheduled":
                 found.append(event["lambdaFunctionScheduledEventDetails"]["resource"])
         return found
-
-    def types(self) -> Counter[str]:
-        return Counter(e["type"] for e in self.events)
 
     def task_trace(self) -> list[str]:
         """Each task event as '<state> scheduled|succeeded|failed <error>', in order: a
@@ -125,10 +121,6 @@ def execution_arn(state_machine_arn: str, name: str) -> str:
     """The ARN an execution of this name gets: lets a scenario find an execution that a
     function started under a name it can derive."""
     return f"{state_machine_arn.replace(':stateMachine:', ':execution:')}:{name}"
-
-
-def status(aws: Aws, execution_arn: str) -> str:
-    return aws.client("stepfunctions").describe_execution(executionArn=execution_arn)["status"]
 
 
 def finish(aws: Aws, execution_arn: str, *, timeout: float = 60) -> Execution:
