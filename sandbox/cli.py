@@ -20,6 +20,7 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 from typing import Any
 
 from sandbox import modes, settings
@@ -114,10 +115,13 @@ def _aws_for_running_sandbox() -> Aws:
 def _provision(aws: Aws, patterns: list[Pattern]) -> None:
     session = (info(aws.endpoint_url) or {}).get("session_id")
     done = _provisioned_in(session)
+    began = time.perf_counter()
     for pattern in patterns:
-        print(f"Provisioning {pattern.slug}...", flush=True)
+        started = time.perf_counter()
         pattern.provision(aws)
+        print(f"Provisioned {pattern.slug:<22} {time.perf_counter() - started:5.1f} s", flush=True)
         done.add(pattern.slug)
+    print(f"Provisioned {len(patterns)} patterns in {time.perf_counter() - began:.1f} s")
     settings.STATE_DIR.mkdir(parents=True, exist_ok=True)
     PROVISIONED_FILE.write_text(json.dumps({"session": session, "patterns": sorted(done)}))
 

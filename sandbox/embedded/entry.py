@@ -10,6 +10,8 @@ import sys
 import traceback
 from typing import Any
 
+from sandbox.embedded import pollers
+
 
 def _start_dynamodb_local_without_agent() -> None:
     """LocalStack adds `-javaagent:ddb-local-loader` (a patch jar it downloads) to DynamoDB
@@ -61,6 +63,7 @@ def main() -> None:
     _start_dynamodb_local_without_agent()
     _bind_gateway_to_its_host()
     _first_idle_poll_wait_within_the_maximum()
+    pollers.apply()
     from localstack.runtime.main import main as localstack_main
 
     try:
