@@ -6,7 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sandbox.aws import Aws
-from sandbox.provision import Queue, ensure_function, ensure_queue_with_dlq, ensure_table
+from sandbox.provision import (
+    Queue,
+    ensure_function,
+    ensure_queue_with_dlq,
+    ensure_table,
+    wait_for,
+)
 
 MAX_RECEIVE_COUNT = 2
 VISIBILITY_TIMEOUT = 4
@@ -54,7 +60,10 @@ def ensure_table_with_index(aws: Aws, name: str, index: str, hash_key: str, rang
         ],
         BillingMode="PAY_PER_REQUEST",
     )
-    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 1})
+    wait_for(
+        lambda: dynamodb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE",
+        f"table {name} to be ACTIVE",
+    )
     return name
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import threading
 from typing import Any
 
 import boto3
@@ -21,8 +22,14 @@ class Aws:
         self.region = self.session.region_name or settings.DEFAULT_REGION
         self._config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
         self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()  # a boto3 session must not make clients concurrently
 
     def client(self, service: str) -> Any:
+        """The service's client, shared: boto3 clients are thread-safe, sessions are not."""
+        with self._lock:
+            return self._client(service)
+
+    def _client(self, service: str) -> Any:
         if service not in self._clients:
             self._clients[service] = self.session.client(
                 service,

@@ -20,7 +20,9 @@ import argparse
 import json
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sandbox import modes, settings
@@ -44,7 +46,7 @@ def cmd_up(_: argparse.Namespace) -> int:
     mode = modes.choose()
     print(f"Sandbox: {mode.name} mode at {mode.endpoint}")
     print(f"Sandbox: {mode.start()}")
-    _provision(Aws(mode.endpoint), catalogue())
+    _provision(Aws(mode.endpoint), catalogue(), skip_unchanged=True)
     _print_table(catalogue())
     return 0
 
@@ -112,27 +114,68 @@ def _aws_for_running_sandbox() -> Aws:
     return Aws(mode.endpoint)
 
 
-def _provision(aws: Aws, patterns: list[Pattern]) -> None:
+PROVISION_WORKERS = 8  # patterns provisioned at once: most of the time is waiting on LocalStack
+
+
+class ProvisioningFailed(RuntimeError):
+    """One or more patterns could not be provisioned; the message names each and why."""
+
+
+def _provision(aws: Aws, patterns: list[Pattern], *, skip_unchanged: bool = False) -> None:
+    """Provision the patterns side by side, a line each as it finishes, then the total. With
+    `skip_unchanged`, a pattern already provisioned from the same sources in this LocalStack
+    session is left as it is (`make bootstrap` checks every resource again)."""
     session = (info(aws.endpoint_url) or {}).get("session_id")
     done = _provisioned_in(session)
+    failed: dict[str, str] = {}
+    printing = threading.Lock()
     began = time.perf_counter()
-    for pattern in patterns:
-        started = time.perf_counter()
-        pattern.provision(aws)
-        print(f"Provisioned {pattern.slug:<22} {time.perf_counter() - started:5.1f} s", flush=True)
-        done.add(pattern.slug)
-    print(f"Provisioned {len(patterns)} patterns in {time.perf_counter() - began:.1f} s")
+
+    def say(slug: str, outcome: str) -> None:
+        with printing:
+            print(f"  {slug:<22} {outcome}", flush=True)
+
+    def provision_one(pattern: Pattern) -> None:
+        started, fingerprint = time.perf_counter(), pattern.fingerprint()
+        if skip_unchanged and done.get(pattern.slug) == fingerprint:
+            say(pattern.slug, "unchanged")
+            return
+        try:
+            pattern.provision(aws)
+        except Exception as error:
+            failed[pattern.slug] = f"{type(error).__name__}: {error}"
+            done.pop(pattern.slug, None)
+            say(pattern.slug, f"FAILED: {failed[pattern.slug]}")
+            return
+        done[pattern.slug] = fingerprint
+        say(pattern.slug, f"{time.perf_counter() - started:5.1f} s")
+
+    print(f"Provisioning {len(patterns)} pattern{'s' if len(patterns) > 1 else ''}:", flush=True)
+    with ThreadPoolExecutor(PROVISION_WORKERS) as pool:
+        list(pool.map(provision_one, patterns))
+    seconds = time.perf_counter() - began
+    print(f"Provisioned {len(patterns) - len(failed)} of {len(patterns)} in {seconds:.1f} s")
     settings.STATE_DIR.mkdir(parents=True, exist_ok=True)
-    PROVISIONED_FILE.write_text(json.dumps({"session": session, "patterns": sorted(done)}))
+    PROVISIONED_FILE.write_text(json.dumps({"session": session, "patterns": done}, indent=1))
+    if failed:
+        raise ProvisioningFailed(
+            "Could not provision: "
+            + "; ".join(f"{slug} ({why})" for slug, why in sorted(failed.items()))
+            + ". `make logs` shows LocalStack's side; `make bootstrap P=<slug>` retries one."
+        )
 
 
-def _provisioned_in(session: Any) -> set[str]:
-    """Patterns provisioned in this LocalStack session (a restart forgets everything)."""
+def _provisioned_in(session: Any) -> dict[str, str]:
+    """Patterns provisioned in this LocalStack session (a restart forgets everything), each
+    with the fingerprint of the sources it was provisioned from."""
     try:
         record = json.loads(PROVISIONED_FILE.read_text())
     except (FileNotFoundError, ValueError):
-        return set()
-    return set(record["patterns"]) if record.get("session") == session else set()
+        return {}
+    patterns = record.get("patterns")
+    if record.get("session") != session or not isinstance(patterns, dict):
+        return {}
+    return dict(patterns)
 
 
 def _print_table(patterns: list[Pattern]) -> None:
@@ -178,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
         SetupError,
         modes.ModeError,
         NotHealthyError,
+        ProvisioningFailed,
         settings.RemoteEndpointError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)

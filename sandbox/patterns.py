@@ -12,6 +12,7 @@ A pattern with slug `scheduled-ingest` has, under the module name `scheduled_ing
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import sys
@@ -28,6 +29,7 @@ from sandbox.harness import Scenario
 
 ROOT = settings.PROJECT_ROOT
 REPORTS_DIR = settings.STATE_DIR / "reports"
+SHARED_PROVISIONING = ("provision.py", "restapi.py", "aws.py", "../constraints.txt")
 
 
 class UnknownPattern(LookupError):
@@ -60,6 +62,21 @@ class Pattern:
 
     def provision(self, aws: Aws) -> Any:
         return self.bootstrap.provision(aws)
+
+    def fingerprint(self) -> str:
+        """A hash of everything its provisioning reads: bootstrap, handlers, state machines,
+        the shared provisioning code and the pinned dependencies. `make up` skips a pattern
+        whose fingerprint is the one it provisioned in this LocalStack session."""
+        sources = [
+            ROOT / "bootstrap" / f"{self.module_name}.py",
+            *(ROOT / "handlers" / self.module_name).rglob("*"),
+            *(ROOT / "state_machines").glob(f"{self.module_name}*.json"),
+            *(ROOT / "sandbox" / name for name in SHARED_PROVISIONING),
+        ]
+        digest = hashlib.sha256()
+        for path in sorted(p for p in sources if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(f"{path.relative_to(ROOT)}\0".encode() + path.read_bytes())
+        return digest.hexdigest()[:16]
 
     @property
     def command(self) -> str:

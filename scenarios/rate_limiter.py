@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from botocore.config import Config
 
-from sandbox import observe
+from sandbox import observe, provision
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
 from sandbox.local_http import Reply, Request, serve
@@ -310,7 +310,7 @@ def _configure_downstream(aws: Aws, function: str, url: str) -> None:
     lambda_.update_function_configuration(
         FunctionName=function, Environment={"Variables": {"DOWNSTREAM_URL": url}}
     )
-    lambda_.get_waiter("function_updated_v2").wait(FunctionName=function, WaiterConfig={"Delay": 1})
+    provision.wait_for_function(lambda_, function)
 
 
 def _sqs_event(aws: Aws, queue_arn: str, body: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from typing import Any
 
 import requests
 
-from sandbox import observe
+from sandbox import observe, provision
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
@@ -266,7 +266,7 @@ def _set_broken(lambda_: Any, function: str, broken: bool) -> None:
     lambda_.update_function_configuration(
         FunctionName=function, Environment={"Variables": {**variables, "BROKEN": wanted}}
     )
-    lambda_.get_waiter("function_updated_v2").wait(FunctionName=function, WaiterConfig={"Delay": 1})
+    provision.wait_for_function(lambda_, function)
 
 
 def _set_mapping(lambda_: Any, uuid: str, *, enabled: bool) -> None:
