@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import io
 import json
+import os
 import sys
 import traceback
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -122,6 +126,34 @@ def find(slug: str) -> Pattern:
             return pattern
     names = ", ".join(p.slug for p in known)
     raise UnknownPattern(f"Unknown pattern {slug!r}. Known patterns: {names}")
+
+
+SCENARIO_JOBS = int(os.environ.get("SANDBOX_SCENARIO_JOBS", "4"))
+
+
+@dataclass(frozen=True)
+class ScenarioRun:
+    pattern: Pattern
+    scenario: Scenario
+    output: str
+
+
+def run_scenarios(
+    patterns: list[Pattern], aws: Aws, jobs: int = SCENARIO_JOBS
+) -> Iterator[ScenarioRun]:
+    """Run the scenarios `jobs` at a time (each pattern has its own resources, and most of a
+    scenario is waiting on queues and timers); yield each with its account as it finishes."""
+    with ThreadPoolExecutor(max(1, jobs)) as pool:
+        runs = [pool.submit(run_buffered, pattern, aws) for pattern in patterns]
+        for done in as_completed(runs):
+            yield done.result()
+
+
+def run_buffered(pattern: Pattern, aws: Aws) -> ScenarioRun:
+    """One scenario, its account kept to be printed whole (runs side by side would mix)."""
+    out = io.StringIO()
+    scenario = run_scenario(pattern, aws, out=out)
+    return ScenarioRun(pattern, scenario, out.getvalue())
 
 
 def run_scenario(pattern: Pattern, aws: Aws, out: Any = sys.stdout) -> Scenario:
