@@ -61,8 +61,8 @@ test: deps ## Run all tests: unit, and integration against the sandbox (started 
 unit: deps ## Run the unit tests only (no sandbox needed)
 	@$(PY) -m pytest tests/unit
 
-bench: deps ## Print performance figures (embedded mode)
-	@$(PY) -m sandbox bench
+bench: deps ## Print performance figures with their targets (SUITE=1 also times make test)
+	@$(PY) -m sandbox bench $(if $(SUITE),--suite)
 
 lint: deps ## ruff and mypy
 	$(PY) -m ruff check .

@@ -1,10 +1,13 @@
-"""Performance figures of the embedded sandbox (`make bench`).
+"""Performance figures of the embedded sandbox (`make bench`), each with its target.
 
-Measured: start until healthy; Lambda cold starts (a trivial handler, one importing boto3);
-warm synchronous invoke latency; `messages` SQS messages through an event source mapping into
-a function writing one DynamoDB item each; the memory of the sandbox's processes. Context
-figures say where time goes: LocalStack's request floor (sts get-caller-identity), put_item,
-the function's run as the executor reports it, importing boto3.
+First, with every pattern provisioned (`bench_provisioned`): `make up` from stopped and again,
+idle CPU, warm invoke, pickup latency of an idle SQS mapping, optionally the test suite.
+Then, in an empty sandbox: start until healthy; Lambda cold starts (a trivial handler, one
+importing boto3); warm synchronous invoke latency; `messages` SQS messages through an event
+source mapping into a function writing one DynamoDB item each; the memory of the sandbox's
+processes. Context figures say where time goes: LocalStack's request floor (sts
+get-caller-identity), put_item, the function's run as the executor reports it, importing
+boto3.
 
 It starts its own sandbox on a free port with its own state folder, so the developer's on 4566
 is neither disturbed nor measured; it stops it at the end and checks nothing of it is left.
@@ -23,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sandbox import provision, settings
 from sandbox.aws import Aws
@@ -31,6 +34,11 @@ from sandbox.embedded import dynamodb_local
 from sandbox.embedded.launcher import EmbeddedSandbox, processes_of, speed_settings
 from sandbox.harness import await_value, unique_name
 from sandbox.health import free_port
+
+if TYPE_CHECKING:
+    from sandbox.bench_provisioned import ProvisionedFigures
+
+IDLE_WINDOW_S = 30.0
 
 FUNCTIONS_DIR = Path(__file__).parent / "bench_functions"
 COLD_FUNCTIONS = 5
@@ -46,6 +54,7 @@ PROCESS_KINDS = (  # (kind, text in its command line); anything else is "other"
     ("DynamoDB Local (java)", "DynamoDBLocal"),
     ("Lambda runtimes", "python_runtime.py"),
     ("Lambda runtimes", "node_runtime.js"),
+    ("kinesis-mock (DynamoDB streams)", "kinesis-local"),
 )
 Row = tuple[str, str, str, str]
 
@@ -72,7 +81,8 @@ class Figures:
     proportional_mb: float = 0.0
 
 
-def main(messages: int = 200, warm_calls: int = 100) -> int:
+def main(provisioned: ProvisionedFigures, messages: int = 200, warm_calls: int = 100) -> int:
+    """Measure the empty sandbox's figures, then print them all beside `provisioned`."""
     dynamodb_local.cached_emulator(settings.CACHE_DIR)  # a first-ever download is not start-up
     sandbox = EmbeddedSandbox(free_port(), settings.STATE_DIR / "bench")
     sandbox.stop()  # one an interrupted earlier run left behind
@@ -88,10 +98,40 @@ def main(messages: int = 200, warm_calls: int = 100) -> int:
     finally:
         sandbox.stop()
         left = processes_of(running.instance)
-    print_table(table_rows(figures, messages))
+    print_table(provisioned_rows(provisioned) + table_rows(figures, messages))
     print("\nNotes: " + " ".join(notes(figures, messages)))
-    print(f"\nBench sandbox (port {running.port}) stopped; its processes left: {len(left)} {left}")
-    return 1 if left else 0
+    left += provisioned.processes_left
+    print(f"\nBench sandboxes stopped; their processes left: {len(left)} {left}")
+    return 1 if left or provisioned.suite_passed is False else 0
+
+
+def provisioned_rows(f: ProvisionedFigures) -> list[Row]:
+    """The figures of the sandbox with every pattern provisioned."""
+    idle = sum(f.idle_cpu_pct.values())
+    rows = [
+        ("With every pattern provisioned:", "", "", ""),
+        row("make up, sandbox stopped (start + provision)", f.up_cold_s, "s", 10, digits=1),
+        row("make up again, nothing to change", f.up_again_s, "s", 3, digits=1),
+        row(f"idle CPU, {IDLE_WINDOW_S:g} s window, % of one core", idle, "%", 5, digits=1),
+    ]
+    for kind, pct in sorted(f.idle_cpu_pct.items(), key=lambda kind: -kind[1]):
+        rows.append(row(f"  {kind}", pct, "%", digits=1))
+    rows += [
+        row(f"warm invoke p50 of {len(f.warm_ms)}", percentile(f.warm_ms, 50), "ms", 10, 1),
+        row(
+            f"SQS pickup: send -> item written, p50 of {len(f.pickup_ms)}",
+            percentile(f.pickup_ms, 50),
+            "ms",
+            100,
+        ),
+        row("  the same, p95", percentile(f.pickup_ms, 95), "ms"),
+    ]
+    if f.suite_s is None:
+        rows.append(("make test, sandbox up", "not run", "<= 180 s", "(make bench SUITE=1)"))
+    else:
+        verdict = "passed" if f.suite_passed else "FAILED"
+        rows.append(row(f"make test, sandbox up ({verdict})", f.suite_s, "s", 180))
+    return rows + [("In an empty sandbox:", "", "", "")]
 
 
 def elapsed_ms(call: Callable[[], Any]) -> float:
@@ -284,10 +324,10 @@ def table_rows(f: Figures, messages: int) -> list[Row]:
         ),
         row(f"Lambda cold start, trivial: max of {cold}", max(f.cold_ms), "ms", 300),
         row("Lambda cold start, boto3 client at import", f.cold_boto3_ms, "ms"),
-        row(f"warm invoke p50 of {warm}", percentile(f.warm_ms, 50), "ms", 15, digits=1),
+        row(f"warm invoke p50 of {warm}", percentile(f.warm_ms, 50), "ms", 10, digits=1),
         row(f"warm invoke p95 of {warm}", percentile(f.warm_ms, 95), "ms", digits=1),
-        row(f"{messages} msgs SQS -> Lambda -> DynamoDB", f.pipeline_s, "s", 2, digits=2),
-        row("  the same, function using a batch writer", f.pipeline_batched_s, "s", 2, digits=2),
+        row(f"{messages} msgs SQS -> Lambda -> DynamoDB", f.pipeline_s, "s", 1.5, digits=2),
+        row("  the same, function using a batch writer", f.pipeline_batched_s, "s", 1.5, 2),
         ("  Lambda invocations / environments", f"{f.invocations} / {f.environments}", "", ""),
         row("  first item written after the first send", f.first_item_s * 1000, "ms"),
         row("  put_item inside the function", f.put_in_function_ms, "ms", digits=1),
@@ -298,7 +338,7 @@ def table_rows(f: Figures, messages: int) -> list[Row]:
         row("context: first DynamoDB request (starts it)", f.first_dynamodb_ms, "ms"),
         row("context: import boto3 + client, bare Python", f.boto3_import_ms, "ms"),
         row("memory (VmRSS) after the throughput test", sum_mb, "MB"),
-        row("  the same as PSS (shared pages counted once)", f.proportional_mb, "MB"),
+        row("  the same as PSS (shared pages counted once)", f.proportional_mb, "MB", 600),
     ]
     by_size = sorted(f.memory_mb.items(), key=lambda kind: -kind[1][1])
     for kind, (count, mb) in by_size:

@@ -112,9 +112,10 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from sandbox.bench import main as bench_main  # imported here: only `bench` needs it
+    from sandbox import bench, bench_provisioned  # imported here: only `bench` needs them
 
-    return bench_main(args.messages, args.warm_calls)
+    provisioned = bench_provisioned.measure(args.suite, args.warm_calls)
+    return bench.main(provisioned, args.messages, args.warm_calls)
 
 
 def _aws_for_running_sandbox() -> Aws:
@@ -224,6 +225,7 @@ def parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench")
     bench.add_argument("--messages", type=int, default=200)
     bench.add_argument("--warm-calls", type=int, default=100)
+    bench.add_argument("--suite", action="store_true", help="also time the test suite")
     bench.set_defaults(run=cmd_bench)
     return top
 

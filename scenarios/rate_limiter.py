@@ -9,8 +9,8 @@ buffer keeps a downstream within its cap.
 5. Fixed window: 20 concurrent calls; in every window, passes = min(limit, calls); a caller
    refused in one window passes in the next. Every API call got 200, 429 or 400.
 6. SQS buffer: jobs posted through the API reach a stand-in downstream, exactly its cap at
-   once (the mapping's MaximumConcurrency runs that many batches side by side); a job the downstream refuses is retried and dead-lettered. Jobs in =
-   delivered + in the DLQ.
+   once (the mapping's MaximumConcurrency runs that many batches side by side); a job the
+   downstream refuses is retried and dead-lettered. Jobs in = delivered + in the DLQ.
 7. The cap under real parallel demand: concurrent invocations of the consumer beyond its
    reserved concurrency are throttled; the downstream sees exactly the cap at once.
 """
