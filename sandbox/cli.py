@@ -7,7 +7,8 @@ Usage:
   python -m sandbox status                 mode, health, what is provisioned
   python -m sandbox logs [-f]              the sandbox's log
   python -m sandbox bootstrap [SLUG|all]   provision one pattern or all
-  python -m sandbox scenario SLUG|all      run scenarios; exit 1 if any fails
+  python -m sandbox scenario SLUG|all      run scenarios, then write the report; exit 1 if any fails
+  python -m sandbox report                 write .sandbox/reports/index.html from the last runs
   python -m sandbox bench                  performance figures (embedded mode)
 
 Environment: SANDBOX_MODE=docker|embedded|external, AWS_ENDPOINT_URL (default
@@ -22,7 +23,9 @@ import subprocess
 import sys
 from typing import Any
 
-from sandbox import modes, settings
+from jinja2 import TemplateError
+
+from sandbox import modes, report, settings
 from sandbox.aws import Aws
 from sandbox.embedded.dynamodb_local import SetupError
 from sandbox.health import NotHealthyError, health, info
@@ -92,10 +95,27 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     if len(results) > 1:
         print("\nSummary:")
         for slug, scenario in results.items():
-            report = scenario.report()
+            record = scenario.report()
             verdict = "PASS" if scenario.ok else "FAIL"
-            print(f"  {verdict}  {slug:<22} {report['seconds']:6.1f} s")
+            print(f"  {verdict}  {slug:<22} {record['seconds']:6.1f} s")
+    _write_report()
     return 0 if all(s.ok for s in results.values()) else 1
+
+
+def cmd_report(_: argparse.Namespace) -> int:
+    return 0 if _write_report() else 1
+
+
+def _write_report() -> bool:
+    """Write the HTML report and say where; a report that cannot be written is said, not
+    raised (it must not change a scenario run's outcome)."""
+    try:
+        path = report.write()
+    except (OSError, TemplateError) as error:
+        print(f"warning: could not write the report: {error}", file=sys.stderr)
+        return False
+    print(f"\nReport: {path}")
+    return True
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -158,6 +178,7 @@ def parser() -> argparse.ArgumentParser:
     scen = sub.add_parser("scenario")
     scen.add_argument("slug")
     scen.set_defaults(run=cmd_scenario)
+    sub.add_parser("report").set_defaults(run=cmd_report)
     bench = sub.add_parser("bench")
     bench.add_argument("--messages", type=int, default=200)
     bench.add_argument("--warm-calls", type=int, default=100)
