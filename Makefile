@@ -64,6 +64,9 @@ report: deps ## Write .sandbox/reports/index.html: every scenario's last run on 
 unit: deps ## Run the unit tests only (no sandbox needed)
 	@$(PY) -m pytest tests/unit
 
+ui: deps ## Serve the live page on 127.0.0.1 (PORT=8566): resources, run buttons, the report
+	@$(PY) -m sandbox ui $(if $(PORT),--port $(PORT))
+
 bench: deps ## Print performance figures (embedded mode)
 	@$(PY) -m sandbox bench
 
@@ -79,4 +82,4 @@ lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
 clean: down ## Remove the venv and the sandbox's state (keeps the DynamoDB Local cache)
 	rm -rf $(VENV) .sandbox
 
-.PHONY: help deps up down status logs list bootstrap scenario scenarios test report unit bench lint lock clean
+.PHONY: help deps up down status logs list bootstrap scenario scenarios test report ui unit bench lint lock clean

@@ -9,6 +9,7 @@ Usage:
   python -m sandbox bootstrap [SLUG|all]   provision one pattern or all
   python -m sandbox scenario SLUG|all      run scenarios, then write the report; exit 1 if any fails
   python -m sandbox report                 write .sandbox/reports/index.html from the last runs
+  python -m sandbox ui [--host H] [--port P]  the live page, on 127.0.0.1:8566 by default
   python -m sandbox bench                  performance figures (embedded mode)
 
 Environment: SANDBOX_MODE=docker|embedded|external, AWS_ENDPOINT_URL (default
@@ -25,7 +26,7 @@ from typing import Any
 
 from jinja2 import TemplateError
 
-from sandbox import modes, report, settings
+from sandbox import modes, report, settings, ui
 from sandbox.aws import Aws
 from sandbox.embedded.dynamodb_local import SetupError
 from sandbox.health import NotHealthyError, health, info
@@ -118,6 +119,11 @@ def _write_report() -> bool:
     return True
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    ui.serve(args.host, args.port)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from sandbox.bench import main as bench_main  # imported here: only `bench` needs it
 
@@ -179,6 +185,10 @@ def parser() -> argparse.ArgumentParser:
     scen.add_argument("slug")
     scen.set_defaults(run=cmd_scenario)
     sub.add_parser("report").set_defaults(run=cmd_report)
+    ui = sub.add_parser("ui")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=8566)
+    ui.set_defaults(run=cmd_ui)
     bench = sub.add_parser("bench")
     bench.add_argument("--messages", type=int, default=200)
     bench.add_argument("--warm-calls", type=int, default=100)
@@ -196,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         modes.ModeError,
         NotHealthyError,
         settings.RemoteEndpointError,
+        ui.UiError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
