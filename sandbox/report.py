@@ -41,6 +41,10 @@ class Mark:
     detail: str = ""
     left: float = 0.0  # percent of the axis, set by Timeline.place
     width: float = 0.0
+    row: int = 0  # within its lane: overlapping invocations stack
+
+
+MAX_ROWS = 6  # a lane grows to at most this many rows; more overlaps share the last
 
 
 @dataclass
@@ -48,6 +52,20 @@ class Lane:
     title: str
     group: str  # scenario, lambda, stepfunctions, dlq
     marks: list[Mark] = field(default_factory=list)
+    rows: int = 1
+
+    def stack(self) -> None:
+        """Give each bar the first row free at its start, so concurrent ones do not hide
+        each other."""
+        row_ends: list[float] = []
+        for mark in sorted(self.marks, key=lambda m: m.start):
+            free = next((i for i, end in enumerate(row_ends) if end <= mark.start), None)
+            if free is None:
+                free = min(len(row_ends), MAX_ROWS - 1)
+                if free == len(row_ends):
+                    row_ends.append(0)
+            mark.row, row_ends[free] = free, max(row_ends[free], mark.start + mark.seconds)
+        self.rows = max(1, len(row_ends))
 
 
 @dataclass
@@ -203,11 +221,13 @@ def _system_lanes(activity: dict[str, Any]) -> list[Lane]:
             )
         lanes[title] = lane
     for dlq in activity.get("dlqs", []):
-        lane = Lane(f"{dlq['queue']} ({dlq['messages_at_end']} at the end)", "dlq")
+        lane = Lane(f"{dlq['queue']} (holds {dlq['messages_at_end']})", "dlq")
         for arrival in dlq.get("arrivals", []):
             label = f"{arrival['count']} message(s) arrived"
             lane.marks.append(Mark(arrival["at"], 0, label, "dead-letter"))
         lanes[dlq["queue"]] = lane
+    for lane in lanes.values():
+        lane.stack()
     return list(lanes.values())
 
 

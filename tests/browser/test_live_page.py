@@ -8,7 +8,7 @@ import pytest
 from sandbox.patterns import catalogue
 from tests.browser.conftest import screenshot
 
-FAST_PATTERN = "sequence-generator"  # one of the quickest scenarios
+FAST_PATTERN = "scheduled-ingest"  # one of the quickest scenarios (~10 s)
 
 
 def test_the_live_page_lists_every_pattern_and_links_the_report(page, live_page: str) -> None:

@@ -44,7 +44,7 @@ def test_what_the_system_did_gets_a_lane_each(tmp_path: Path) -> None:
     assert lanes["cqrs-writer"].marks[0].kind == "error"
     assert "cold, 500 ms, init 100 ms" in lanes["cqrs-writer"].marks[0].detail
     assert lanes["cqrs / run-1 (FAILED)"].marks[0].detail == "States.TaskFailed: boom"
-    assert lanes["cqrs-dlq (1 at the end)"].marks[0].label == "1 message(s) arrived"
+    assert lanes["cqrs-dlq (holds 1)"].marks[0].label == "1 message(s) arrived"
 
 
 def test_a_record_from_before_check_details_still_renders(tmp_path: Path) -> None:
@@ -84,3 +84,10 @@ def _with(folder: Path, *records: dict) -> Path:
     for record in records:
         (folder / f"{record['slug']}.json").write_text(json.dumps(record))
     return folder
+
+
+def test_overlapping_invocations_stack_in_rows_of_their_lane() -> None:
+    lane = report.Lane("fn", "lambda")
+    lane.marks = [report.Mark(start, 1.0, "fn", "warm") for start in (0, 0.5, 1.0, 1.6)]
+    lane.stack()
+    assert [mark.row for mark in lane.marks] == [0, 1, 0, 1] and lane.rows == 2
