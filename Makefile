@@ -18,6 +18,8 @@ endef
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "Browser tests (tests/browser) drive /usr/bin/chromium; without it they skip."
+	@echo "  Install it with: sudo apt-get install chromium   (Debian/Ubuntu package)"
 
 $(PY):
 	@py=$$($(find_python)) || { echo "error: the sandbox needs Python 3.13 or newer, and none was found." \
