@@ -94,6 +94,7 @@ class Run:
     diagram: str | None
     checks: list[Check] = field(default_factory=list)
     timeline: Timeline | None = None
+    unreadable: str | None = None  # why its record could not be shown
 
     @property
     def verdict(self) -> str:
@@ -277,8 +278,14 @@ def runs(folder: Path) -> list[Run]:
         record = records.get(pattern.slug)
         run = Run(pattern, record, diagram(pattern.page))
         if record is not None:
-            run.checks = checks_of(record)
-            run.timeline = timeline(record, run.checks)
+            try:
+                run.checks = checks_of(record)
+                run.timeline = timeline(record, run.checks)
+            except (KeyError, TypeError, ValueError) as error:
+                run.record, run.checks = None, []
+                run.unreadable = (
+                    f"{pattern.slug}.json is not a record this report can read: {error!r}"
+                )
         found.append(run)
     return found
 

@@ -91,3 +91,8 @@ def test_overlapping_invocations_stack_in_rows_of_their_lane() -> None:
     lane.marks = [report.Mark(start, 1.0, "fn", "warm") for start in (0, 0.5, 1.0, 1.6)]
     lane.stack()
     assert [mark.row for mark in lane.marks] == [0, 1, 0, 1] and lane.rows == 2
+
+
+def test_a_record_it_cannot_read_is_said_on_the_page_not_raised(tmp_path: Path) -> None:
+    page = _write(tmp_path, {"slug": "cqrs", "ok": True, "steps": [{"seconds": "soon"}]})
+    assert "cqrs.json is not a record this report can read" in page
