@@ -179,11 +179,14 @@ def state_machines(aws: Aws, slug: str) -> list[dict[str, Any]]:
 def create_app(endpoint: str | None = None) -> Starlette:
     """The live page's app, reading the sandbox at `endpoint` (the configured one)."""
     aws = Aws(endpoint)
+    for service in ("sqs", "dynamodb", "lambda", "logs", "stepfunctions"):
+        aws.client(service)  # made now: boto3 sessions must not make clients in two threads
     patterns = {pattern.slug: pattern for pattern in catalogue()}
     templates = Environment(
         loader=FileSystemLoader(report.TEMPLATES), autoescape=select_autoescape(["html"])
     )
     running: dict[str, Any] = {}  # the scenario run last started: slug, process
+    starting = asyncio.Lock()  # so two clicks cannot both start a run
 
     async def page(_: Request) -> HTMLResponse:
         html = templates.get_template("ui.html").render(
@@ -206,12 +209,13 @@ def create_app(endpoint: str | None = None) -> Starlette:
         pattern = _pattern(patterns, request)
         if pattern is None:
             return _unknown(request)
-        if _is_running(running):
-            return PlainTextResponse(
-                f"{running['slug']} is running; one scenario at a time.", status_code=409
-            )
-        process = await _start_scenario(pattern, aws.endpoint_url)
-        running.update(slug=pattern.slug, process=process)
+        async with starting:
+            if _is_running(running):
+                return PlainTextResponse(
+                    f"{running['slug']} is running; one scenario at a time.", status_code=409
+                )
+            process = await _start_scenario(pattern, aws.endpoint_url)
+            running.update(slug=pattern.slug, process=process)
         return StreamingResponse(_account(process), media_type="text/plain")
 
     async def report_page(_: Request) -> HTMLResponse:

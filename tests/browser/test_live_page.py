@@ -30,6 +30,9 @@ def test_a_scenario_run_from_the_page_ends_with_its_result(
     table.wait_for(timeout=30_000)  # its resources, read from the sandbox
 
     pattern.locator("button.run").click()
+    pattern.locator(".account").filter(has_text=f"━━ {FAST_PATTERN}").wait_for(timeout=30_000)
+    another = page.request.post(f"{live_page}/api/patterns/cqrs/run")
+    assert another.status == 409, "a second run must wait for the first"
     result = pattern.locator(".result")
     page.wait_for_function(
         "node => !['', 'running…'].includes(node.textContent)",
