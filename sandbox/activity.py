@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -100,7 +101,7 @@ class DlqWatch:
             if not self._guarded(self._sample_all):
                 return
 
-    def _guarded(self, read: Any) -> bool:
+    def _guarded(self, read: Callable[[], None]) -> bool:
         try:
             read()
             return True
