@@ -15,6 +15,7 @@ def test_the_live_page_lists_every_pattern_and_links_the_report(page, live_page:
     page.goto(live_page)
     listed = page.locator("details.pattern").evaluate_all("nodes => nodes.map(n => n.dataset.slug)")
     assert sorted(listed) == sorted(p.slug for p in catalogue())
+    screenshot(page, "live-page")
     page.click("a[href='/report']")
     assert page.locator("table.summary tbody tr").count() == len(catalogue())
 
