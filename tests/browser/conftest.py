@@ -19,7 +19,7 @@ import pytest
 from sandbox import settings
 from sandbox.harness import await_value
 from sandbox.patterns import REPORTS_DIR
-from tests.integration.conftest import aws, sandbox  # noqa: F401 - the same sandbox fixture
+from tests.integration.conftest import sandbox  # noqa: F401 - the same sandbox fixture
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
