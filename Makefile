@@ -18,6 +18,8 @@ endef
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@echo "Browser tests (tests/browser) drive /usr/bin/chromium; without it they skip."
+	@echo "  Install it with: sudo apt-get install chromium   (Debian/Ubuntu package)"
 
 $(PY):
 	@py=$$($(find_python)) || { echo "error: the sandbox needs Python 3.13 or newer, and none was found." \
@@ -48,18 +50,24 @@ list: deps ## List the patterns
 bootstrap: deps ## Provision all patterns, or one: make bootstrap P=<slug>
 	@$(PY) -m sandbox bootstrap $(or $(P),all)
 
-scenario: deps ## Run one pattern's scenario: make scenario P=<slug>
+scenario: deps ## Run one pattern's scenario (and write the report): make scenario P=<slug>
 	@if [ -z "$(P)" ]; then echo "usage: make scenario P=<slug>   (make list shows the slugs)" >&2; exit 2; fi
 	@$(PY) -m sandbox scenario $(P)
 
-scenarios: deps ## Run every scenario
+scenarios: deps ## Run every scenario, then write the report
 	@$(PY) -m sandbox scenario all
 
-test: deps ## Run all tests: unit, and integration against the sandbox (started if none runs)
-	@$(PY) -m pytest
+test: deps ## Run all tests: unit, browser, and integration against the sandbox (started if none runs); writes the report
+	@$(PY) -m pytest; status=$$?; $(PY) -m sandbox report; exit $$status
+
+report: deps ## Write .sandbox/reports/index.html: every scenario's last run on a timeline
+	@$(PY) -m sandbox report
 
 unit: deps ## Run the unit tests only (no sandbox needed)
 	@$(PY) -m pytest tests/unit
+
+ui: deps ## Serve the live page on 127.0.0.1 (PORT=8566): resources, run buttons, the report
+	@$(PY) -m sandbox ui $(if $(PORT),--port $(PORT))
 
 bench: deps ## Print performance figures with their targets (SUITE=1 also times make test)
 	@$(PY) -m sandbox bench $(if $(SUITE),--suite)
@@ -76,4 +84,4 @@ lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
 clean: down ## Remove the venv and the sandbox's state (keeps the DynamoDB Local cache)
 	rm -rf $(VENV) .sandbox
 
-.PHONY: help deps up down status logs list bootstrap scenario scenarios test unit bench lint lock clean
+.PHONY: help deps up down status logs list bootstrap scenario scenarios test report ui unit bench lint lock clean

@@ -7,7 +7,9 @@ Usage:
   python -m sandbox status                 mode, health, what is provisioned
   python -m sandbox logs [-f]              the sandbox's log
   python -m sandbox bootstrap [SLUG|all]   provision one pattern or all
-  python -m sandbox scenario SLUG|all      run scenarios; exit 1 if any fails
+  python -m sandbox scenario SLUG|all      run scenarios, then write the report; exit 1 if any fails
+  python -m sandbox report                 write .sandbox/reports/index.html from the last runs
+  python -m sandbox ui [--host H] [--port P]  the live page, on 127.0.0.1:8566 by default
   python -m sandbox bench                  performance figures (embedded mode)
 
 Environment: SANDBOX_MODE=docker|embedded|external, AWS_ENDPOINT_URL (default
@@ -25,7 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from sandbox import modes, settings
+from jinja2 import TemplateError
+
+from sandbox import modes, report, settings, ui
 from sandbox.aws import Aws
 from sandbox.embedded.dynamodb_local import SetupError
 from sandbox.health import NotHealthyError, health, info
@@ -99,7 +103,9 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 def cmd_scenario(args: argparse.Namespace) -> int:
     aws = _aws_for_running_sandbox()
     if args.slug != "all":
-        return 0 if run_scenario(find(args.slug), aws).ok else 1
+        passed = run_scenario(find(args.slug), aws).ok
+        _write_report()
+        return 0 if passed else 1
     runs = []
     for run in run_scenarios(catalogue(), aws, args.jobs):
         print(run.output, flush=True)
@@ -108,7 +114,29 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     for run in sorted(runs, key=lambda r: r.pattern.slug):
         verdict = "PASS" if run.scenario.ok else "FAIL"
         print(f"  {verdict}  {run.pattern.slug:<22} {run.scenario.report()['seconds']:6.1f} s")
+    _write_report()
     return 0 if all(run.scenario.ok for run in runs) else 1
+
+
+def cmd_report(_: argparse.Namespace) -> int:
+    return 0 if _write_report() else 1
+
+
+def _write_report() -> bool:
+    """Write the HTML report and say where; a report that cannot be written is said, not
+    raised (it must not change a scenario run's outcome)."""
+    try:
+        path = report.write()
+    except (OSError, TemplateError) as error:
+        print(f"warning: could not write the report: {error}", file=sys.stderr)
+        return False
+    print(f"\nReport: {path}")
+    return True
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    ui.serve(args.host, args.port)
+    return 0
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -222,6 +250,11 @@ def parser() -> argparse.ArgumentParser:
         "--jobs", type=int, default=SCENARIO_JOBS, help="scenarios run at once (for `all`)"
     )
     scen.set_defaults(run=cmd_scenario)
+    sub.add_parser("report").set_defaults(run=cmd_report)
+    ui = sub.add_parser("ui")
+    ui.add_argument("--host", default="127.0.0.1")
+    ui.add_argument("--port", type=int, default=8566)
+    ui.set_defaults(run=cmd_ui)
     bench = sub.add_parser("bench")
     bench.add_argument("--messages", type=int, default=200)
     bench.add_argument("--warm-calls", type=int, default=100)
@@ -241,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         NotHealthyError,
         ProvisioningFailed,
         settings.RemoteEndpointError,
+        ui.UiError,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -82,10 +82,15 @@ def holds_for(
 
 @dataclass
 class Step:
+    """A step as recorded: `checks` are the readable lines; `check_details` say the same for
+    a timeline (when each check was made, its outcome, and expected versus seen if it failed)."""
+
     title: str
+    started: float = 0.0
     seconds: float = 0.0
     ok: bool = True
     checks: list[str] = field(default_factory=list)
+    check_details: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
 
@@ -97,11 +102,12 @@ class Scenario:
         self.out = out
         self.steps: list[Step] = []
         self.started = time.monotonic()
+        self.started_at = time.time()
         self.finished: float | None = None
 
     @contextmanager
     def step(self, title: str) -> Iterator[Step]:
-        record = Step(title)
+        record = Step(title, started=round(time.time(), 3))
         self.steps.append(record)
         self._print(f"\n▸ {title}")
         began = time.monotonic()
@@ -121,12 +127,20 @@ class Scenario:
 
     def check_that(self, what: str, holds: bool, *, expected: Any, seen: Any) -> None:
         """Pass when `holds`; the message carries what was expected and what was seen."""
+        detail: dict[str, Any] = {"what": what, "at": round(time.time(), 3)}
         if not holds:
+            detail.update(outcome="failed", expected=_as_json(expected), seen=_as_json(seen))
+            self._record(detail)
             raise ScenarioFailed(f"{what}: expected {_short(expected)}, saw {_short(seen)}")
         line = f"{what}: {_short(seen)}"
+        self._record(detail | {"outcome": "passed", "seen": _short(seen)})
         if self.steps:
             self.steps[-1].checks.append(line)
         self._print(f"  ✓ {line}")
+
+    def _record(self, detail: dict[str, Any]) -> None:
+        if self.steps:
+            self.steps[-1].check_details.append(detail)
 
     def note(self, text: str) -> None:
         self._print(f"  · {text}")
@@ -143,18 +157,31 @@ class Scenario:
         return {
             "slug": self.slug,
             "ok": self.ok,
+            "started": round(self.started_at, 3),
             "seconds": round(end - self.started, 3),
             "steps": [asdict(step) for step in self.steps],
         }
 
-    def save(self, folder: Path) -> Path:
+    def save(self, folder: Path, **extra: Any) -> Path:
+        """Write the record, with `extra` top-level keys (e.g. what the system did)."""
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{self.slug}.json"
-        path.write_text(json.dumps(self.report(), indent=2))
+        path.write_text(json.dumps(self.report() | extra, indent=2, default=str))
         return path
 
     def _print(self, text: str) -> None:
         print(text, file=self.out, flush=True)
+
+
+def _as_json(value: Any, limit: int = 2000) -> Any:
+    """`value` itself when it is JSON and small (a report can show its structure), else its
+    short text."""
+    try:
+        if len(json.dumps(value)) <= limit:
+            return value
+    except (TypeError, ValueError):
+        pass
+    return _short(value)
 
 
 def _short(value: Any, limit: int = 300) -> str:

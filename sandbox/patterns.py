@@ -18,6 +18,7 @@ import io
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -27,7 +28,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sandbox import settings
+from sandbox import activity, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario
 
@@ -157,21 +158,25 @@ def run_buffered(pattern: Pattern, aws: Aws) -> ScenarioRun:
 
 
 def run_scenario(pattern: Pattern, aws: Aws, out: Any = sys.stdout) -> Scenario:
-    """Provision the pattern (idempotently), run its scenario, save the record. Never raises
-    for a failed check: the returned Scenario says whether it passed."""
+    """Provision the pattern (idempotently), run its scenario, save the record with what the
+    system did meanwhile (see `activity`). Never raises for a failed check: the returned
+    Scenario says whether it passed."""
     scenario = Scenario(pattern.slug, out=out)
     print(f"━━ {pattern.slug}: {pattern.title}", file=out)
+    dlqs = activity.DlqWatch(aws, pattern.slug)
     try:
-        with scenario.step("Provision (idempotent)"):
-            resources = pattern.provision(aws)
-        pattern.scenario.run(aws, resources, scenario)
-        scenario.finish()
+        with dlqs:
+            with scenario.step("Provision (idempotent)"):
+                resources = pattern.provision(aws)
+            pattern.scenario.run(aws, resources, scenario)
+            scenario.finish()
     except AssertionError as failed:
         print(f"\nFAILED {pattern.slug}: {failed}", file=out)
     except Exception:
         print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
     finally:
-        scenario.save(REPORTS_DIR)
+        happened = activity.collect(aws, pattern.slug, scenario.started_at, time.time(), dlqs)
+        scenario.save(REPORTS_DIR, activity=happened)
     if scenario.ok:
         seconds = scenario.report()["seconds"]
         print(f"\nPASSED {pattern.slug} in {seconds:.1f} s ({len(scenario.steps)} steps)", file=out)

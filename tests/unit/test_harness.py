@@ -82,3 +82,31 @@ def test_an_unfinished_scenario_is_not_ok() -> None:
     with scenario.step("Only step"):
         pass
     assert not scenario.ok
+
+
+def test_steps_and_checks_carry_when_they_happened_for_a_timeline() -> None:
+    scenario = Scenario("demo", out=io.StringIO())
+    with scenario.step("Count"):
+        scenario.check("count", expected=1, seen=1)
+    scenario.finish()
+    report = scenario.report()
+    step = report["steps"][0]
+    assert report["started"] <= step["started"] <= step["check_details"][0]["at"]
+    assert step["check_details"] == [
+        {"what": "count", "at": step["check_details"][0]["at"], "outcome": "passed", "seen": "1"}
+    ]
+
+
+def test_a_failed_check_keeps_expected_and_seen_as_json(tmp_path) -> None:
+    scenario = Scenario("demo", out=io.StringIO())
+    with pytest.raises(ScenarioFailed):
+        with scenario.step("Read the table"):
+            scenario.check("items", expected={"a": [1, 2]}, seen={"a": [1]})
+    report = json.loads(scenario.save(tmp_path, activity={"invocations": []}).read_text())
+    failed = report["steps"][0]["check_details"][0]
+    assert (failed["outcome"], failed["expected"], failed["seen"]) == (
+        "failed",
+        {"a": [1, 2]},
+        {"a": [1]},
+    )
+    assert report["activity"] == {"invocations": []}
