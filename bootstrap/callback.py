@@ -15,7 +15,7 @@ from sandbox.provision import (
 )
 
 POLLS_UNTIL_DONE = 3
-HEARTBEAT_SECONDS = 2  # as written in state_machines/callback.json
+HEARTBEAT_SECONDS = 5  # as written in state_machines/callback.json
 TASK_TIMEOUT_SECONDS = 60  # likewise
 MAX_RECEIVE_COUNT = 2
 

@@ -81,22 +81,23 @@ class DlqWatch:
         self.problem: str | None = None
 
     def __enter__(self) -> DlqWatch:
-        self._thread.start()
+        # The depths before the run, taken now: a message arriving early must count.
+        if self._guarded(self._first):
+            self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        if not self._thread.is_alive() and self.problem is None:
             self._guarded(self._sample_all)  # the depths at the end
 
-    def _watch(self) -> None:
-        def first() -> None:
-            self._urls = dlq_urls(self._aws, self._slug)
-            self._last = {name: queue_depth(self._aws, url) for name, url in self._urls.items()}
+    def _first(self) -> None:
+        self._urls = dlq_urls(self._aws, self._slug)
+        self._last = {name: queue_depth(self._aws, url) for name, url in self._urls.items()}
 
-        if not self._guarded(first):
-            return
+    def _watch(self) -> None:
         while not self._stop.wait(DLQ_SAMPLE_INTERVAL):
             if not self._guarded(self._sample_all):
                 return

@@ -6,7 +6,7 @@
      stays RUNNING in "Dispatch To Worker" until SendTaskSuccess returns the token; then the
      job API is polled (Wait 1 s + Choice) until its status is DONE.
    - One is rejected at once with SendTaskFailure: the Catch routes it to "Worker Rejected".
-   - One is taken and then abandoned (no heartbeat): after HeartbeatSeconds 2 the task
+   - One is taken and then abandoned (no heartbeat): after HeartbeatSeconds 5 the task
      times out (States.HeartbeatTimeout) and the Catch routes it to "Worker Lost".
 """
 
