@@ -18,7 +18,10 @@ from sandbox.provision import (
 )
 
 MAX_RECEIVE_COUNT = 2
-VISIBILITY_TIMEOUT = 5
+WORKER_TIMEOUT = 5
+# Twice the worker's timeout: a batch still running when its messages become visible again
+# would be received a second time by another of the mapping's concurrent batches.
+VISIBILITY_TIMEOUT = 2 * WORKER_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ def provision(aws: Aws) -> BatchProcessing:
     }
     arns = {}
     for role, handler, timeout in [
-        ("worker", "handler", VISIBILITY_TIMEOUT),
+        ("worker", "handler", WORKER_TIMEOUT),
         ("split", "split_handler", 10),
         ("chunk", "chunk_handler", 10),
         ("summary", "summary_handler", 10),

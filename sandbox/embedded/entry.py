@@ -12,7 +12,6 @@ from typing import Any
 
 from sandbox.embedded import pollers
 
-
 # DynamoDB Local serves one developer: the client compiler alone and the serial collector
 # start it sooner and leave it smaller and quieter when idle than the server defaults.
 LIGHT_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xss512k")

@@ -67,7 +67,7 @@ class MappingState:
     config: dict[str, Any]
     scale: int = INITIAL_CONCURRENT_BATCHES
     in_flight: int = 0
-    last_scale_up: float = 0.0
+    last_scale_up: float = field(default_factory=time.monotonic)
     empty_shard_polls: int = 0
     slots: threading.Condition = field(default_factory=threading.Condition)
 

@@ -42,7 +42,7 @@ def make_function(aws: Aws):
             **params,
         )
         created.append(name)
-        lambda_.get_waiter("function_active_v2").wait(FunctionName=name, WaiterConfig={"Delay": 1})
+        provision.wait_for_function(lambda_, name)
         return name
 
     yield make

@@ -42,7 +42,7 @@ def test_the_worker_task_waits_for_its_token_with_a_heartbeat_and_catches_both_t
     task = DEFINITION["States"]["Dispatch To Worker"]
     assert task["Resource"] == "arn:aws:states:::sqs:sendMessage.waitForTaskToken"
     assert task["Parameters"]["MessageBody"]["taskToken.$"] == "$$.Task.Token"
-    assert task["HeartbeatSeconds"] == 2
+    assert task["HeartbeatSeconds"] == 5
     caught = {error: c["Next"] for c in task["Catch"] for error in c["ErrorEquals"]}
     assert caught["States.HeartbeatTimeout"] == "Worker Lost"
     assert caught["States.ALL"] == "Worker Rejected"
