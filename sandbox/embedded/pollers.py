@@ -12,10 +12,11 @@ sandbox behave like that:
   moment a message is visible, then receives as LocalStack did (same parameters, so receive
   counts, visibility and DLQ moves are LocalStack's own);
 - each received batch runs on its own thread while the poller receives the next, up to the
-  mapping's concurrency: 5 at first, one more per second while every batch is busy and
-  messages wait, never above `MaximumConcurrency`, the function's reserved concurrency or
-  `MAX_CONCURRENT_BATCHES`. A FIFO queue hands out no message of a group whose earlier
-  messages are in flight, so order within a group holds whatever the concurrency;
+  mapping's concurrency: 5 at first, one more each time every batch has been busy for
+  SCALE_UP_AFTER_S while messages wait, never above `MaximumConcurrency`, the function's
+  reserved concurrency or `MAX_CONCURRENT_BATCHES`. A FIFO queue hands out no message of a
+  group whose earlier messages are in flight, so order within a group holds whatever the
+  concurrency;
 - an idle stream mapping waits until a DynamoDB table writes to a stream (or at most
   `KINESIS_IDLE_WAIT_S` for Kinesis sources, which give no such signal).
 
@@ -48,7 +49,7 @@ LOG = logging.getLogger(__name__)
 
 INITIAL_CONCURRENT_BATCHES = 5  # what AWS starts an SQS mapping with
 MAX_CONCURRENT_BATCHES = 10  # AWS goes to 1,000; on a laptop more only adds contention
-SCALE_UP_EVERY_S = 1.0
+SCALE_UP_AFTER_S = 3.0  # of every batch busy while messages wait: then one batch more
 STOP_CHECK_S = 0.5  # how often a sleeping poller looks whether its mapping was stopped
 SQS_IDLE_WAIT_S = 20.0  # AWS's longest long poll
 DYNAMODB_STREAM_IDLE_WAIT_S = 20.0  # woken by every write; this only bounds a missed signal
@@ -67,7 +68,6 @@ class MappingState:
     config: dict[str, Any]
     scale: int = INITIAL_CONCURRENT_BATCHES
     in_flight: int = 0
-    last_scale_up: float = field(default_factory=time.monotonic)
     empty_shard_polls: int = 0
     slots: threading.Condition = field(default_factory=threading.Condition)
 
@@ -82,19 +82,20 @@ class MappingState:
             caps.append(reserved)
         return min(caps)
 
-    def acquire_slot(self, messages_waiting: bool) -> bool:
-        """Wait for room for one more batch; False once the mapping is stopped."""
+    def acquire_slot(self) -> bool:
+        """Wait for room for one more batch (messages are waiting); False once the mapping is
+        stopped. Having waited SCALE_UP_AFTER_S with every batch busy, allow one more."""
         with self.slots:
+            busy_since = time.monotonic()
             while self.in_flight >= self.capacity():
                 if self.stopping.is_set():
                     return False
-                now = time.monotonic()
-                if messages_waiting and now - self.last_scale_up >= SCALE_UP_EVERY_S:
-                    self.last_scale_up = now
-                    if self.scale < MAX_CONCURRENT_BATCHES:
-                        self.scale += 1
-                        continue
-                self.slots.wait(STOP_CHECK_S)
+                waited = time.monotonic() - busy_since
+                if waited >= SCALE_UP_AFTER_S and self.scale < MAX_CONCURRENT_BATCHES:
+                    self.scale += 1
+                    busy_since = time.monotonic()
+                    continue
+                self.slots.wait(min(STOP_CHECK_S, max(0.01, SCALE_UP_AFTER_S - waited)))
             if self.stopping.is_set():
                 return False
             self.in_flight += 1
@@ -143,7 +144,7 @@ def sqs_poll_events(self: SqsPoller) -> None:
     mapping = mapping_of(self)
     if not _await_visible_message(self, mapping):
         return
-    if not mapping.acquire_slot(messages_waiting=True):
+    if not mapping.acquire_slot():
         return
     try:
         response = self.source_client.receive_message(
