@@ -50,7 +50,7 @@ class Mode:
             return f"using the LocalStack already running at {self.endpoint}"
         already = self.is_running()
         if self.name == "embedded":
-            launcher.EmbeddedSandbox(self.port).start()
+            launcher.EmbeddedSandbox(self.port).start(prestart_backends=True)
         else:
             if not already and port_in_use(self.port):
                 raise ModeError(

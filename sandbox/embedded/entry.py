@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import traceback
 from typing import Any
 
 from sandbox.embedded import pollers
+from sandbox.embedded.launcher import PRESTART_BACKENDS
 
 # DynamoDB Local serves one developer: the client compiler alone and the serial collector
 # start it sooner and leave it smaller and quieter when idle than the server defaults.
@@ -64,7 +66,30 @@ def _first_idle_poll_wait_within_the_maximum() -> None:
     esm_worker.ExponentialBackoff = capped  # type: ignore[misc,assignment]
 
 
+def _start_backends_early() -> None:
+    """DynamoDB Local (a JVM, ~4 s) and kinesis-mock (Node.js, for DynamoDB streams, ~3 s)
+    start on their service's first use, and `make up` met them one after the other, with every
+    provisioning thread waiting. Start both, side by side, as soon as LocalStack is ready."""
+    from localstack.aws.connect import connect_to
+    from localstack.runtime import events
+
+    def start(name: str, first_call: Any) -> None:
+        events.infra_ready.wait()
+        try:
+            first_call()
+        except Exception as error:  # the service's first real use will say what is wrong
+            print(f"Starting {name} early failed: {error}", file=sys.stderr)
+
+    for name, first_call in (
+        ("DynamoDB Local", lambda: connect_to().dynamodb.list_tables()),
+        ("kinesis-mock", lambda: connect_to().kinesis.list_streams()),
+    ):
+        threading.Thread(target=start, args=(name, first_call), daemon=True).start()
+
+
 def main() -> None:
+    if os.environ.get(PRESTART_BACKENDS) == "1":
+        _start_backends_early()
     _start_dynamodb_local_without_agent()
     _bind_gateway_to_its_host()
     _first_idle_poll_wait_within_the_maximum()

@@ -23,6 +23,7 @@ from sandbox.embedded import dynamodb_local
 from sandbox.health import port_in_use, wait_healthy
 
 EXECUTOR_NAME = "local-process"
+PRESTART_BACKENDS = "SANDBOX_PRESTART_BACKENDS"  # read by entry.py
 
 
 @dataclass
@@ -94,8 +95,10 @@ class EmbeddedSandbox:
         state = self._recorded()
         return state if state and _alive(state.pid) else None
 
-    def start(self, timeout: float = 90) -> Running:
-        """Start LocalStack on 127.0.0.1:`port` unless ours already runs there."""
+    def start(self, timeout: float = 90, *, prestart_backends: bool = False) -> Running:
+        """Start LocalStack on 127.0.0.1:`port` unless ours already runs there. With
+        `prestart_backends` (for `make up`, which provisions every pattern next), DynamoDB
+        Local and kinesis-mock start at once instead of on first use."""
         current = self.running()
         if current:
             return current
@@ -117,7 +120,10 @@ class EmbeddedSandbox:
             log.flush()
             process = subprocess.Popen(
                 [sys.executable, "-m", "sandbox.embedded.entry"],
-                env=localstack_environment(self.port, instance, self.root),
+                env={
+                    **localstack_environment(self.port, instance, self.root),
+                    PRESTART_BACKENDS: "1" if prestart_backends else "0",
+                },
                 cwd=settings.PROJECT_ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
