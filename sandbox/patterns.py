@@ -143,11 +143,26 @@ def run_scenarios(
     patterns: list[Pattern], aws: Aws, jobs: int = SCENARIO_JOBS
 ) -> Iterator[ScenarioRun]:
     """Run the scenarios `jobs` at a time (each pattern has its own resources, and most of a
-    scenario is waiting on queues and timers); yield each with its account as it finishes."""
+    scenario is waiting on queues and timers), the longest first; yield each with its account
+    as it finishes."""
     with ThreadPoolExecutor(max(1, jobs)) as pool:
-        runs = [pool.submit(run_buffered, pattern, aws) for pattern in patterns]
+        runs = [pool.submit(run_buffered, pattern, aws) for pattern in longest_first(patterns)]
         for done in as_completed(runs):
             yield done.result()
+
+
+def longest_first(patterns: list[Pattern]) -> list[Pattern]:
+    """By the length of their last run (recorded in .sandbox/reports), longest first, so
+    running side by side the long ones do not start last; never-run ones go first."""
+
+    def last_seconds(pattern: Pattern) -> float:
+        try:
+            record = json.loads((REPORTS_DIR / f"{pattern.slug}.json").read_text())
+            return float(record["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return float("inf")
+
+    return sorted(patterns, key=last_seconds, reverse=True)
 
 
 def run_buffered(pattern: Pattern, aws: Aws) -> ScenarioRun:

@@ -19,7 +19,7 @@ def scenario_runs(aws: Aws) -> Iterator[dict[str, Future[patterns.ScenarioRun]]]
     with ThreadPoolExecutor(patterns.SCENARIO_JOBS) as pool:
         yield {
             pattern.slug: pool.submit(patterns.run_buffered, pattern, aws)
-            for pattern in patterns.catalogue()
+            for pattern in patterns.longest_first(patterns.catalogue())
         }
 
 

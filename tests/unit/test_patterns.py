@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from sandbox import patterns
@@ -46,3 +49,16 @@ def test_the_readme_links_every_pattern_page() -> None:
     readme = (patterns.ROOT / "README.md").read_text()
     for pattern in CATALOGUE:
         assert f"(docs/patterns/{pattern.page.name})" in readme, f"README lacks {pattern.slug}"
+
+
+def test_scenarios_run_longest_first_and_never_run_ones_before_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(patterns, "REPORTS_DIR", tmp_path)
+    known = {p.slug: p for p in patterns.catalogue()}
+    (tmp_path / "cqrs.json").write_text(json.dumps({"seconds": 4.0}))
+    (tmp_path / "webhooks.json").write_text(json.dumps({"seconds": 20.0}))
+    (tmp_path / "callback.json").write_text("not json")
+    chosen = [known["cqrs"], known["callback"], known["webhooks"]]
+    ordered = [p.slug for p in patterns.longest_first(chosen)]
+    assert ordered == ["callback", "webhooks", "cqrs"]
