@@ -5,8 +5,10 @@ resources); each test waits for its own and fails with the scenario's whole acco
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -30,6 +32,41 @@ def test_scenario_passes(
 ) -> None:
     run = scenario_runs[pattern.slug].result()
     assert run.scenario.ok, run.output
+
+
+def _record_of(slug: str, runs: dict[str, Future[patterns.ScenarioRun]]) -> dict[str, Any]:
+    """The saved record of a scenario run by this suite, once it passed."""
+    assert runs[slug].result().scenario.ok
+    record: dict[str, Any] = json.loads((patterns.REPORTS_DIR / f"{slug}.json").read_text())
+    return record
+
+
+@pytest.mark.integration
+def test_the_record_holds_the_runs_lambda_invocations(
+    scenario_runs: dict[str, Future[patterns.ScenarioRun]],
+) -> None:
+    record = _record_of("scheduled-ingest", scenario_runs)
+    happened = record["activity"]
+    assert happened["problems"] == []
+    calls = happened["invocations"]
+    assert {call["function"] for call in calls} == {"scheduled-ingest-writer"}
+    assert all(record["started"] <= call["start"] for call in calls)
+    assert any(call["error"] for call in calls)  # the malformed message fails, then is retried
+    assert [dlq["queue"] for dlq in happened["dlqs"]] == ["scheduled-ingest-dlq"]
+
+
+@pytest.mark.integration
+def test_the_record_holds_the_runs_step_functions_transitions(
+    scenario_runs: dict[str, Future[patterns.ScenarioRun]],
+) -> None:
+    happened = _record_of("business-rules", scenario_runs)["activity"]
+    assert happened["problems"] == []
+    executions = happened["executions"]
+    assert executions and {e["state_machine"] for e in executions} == {"business-rules"}
+    for execution in executions:
+        assert execution["status"] in ("SUCCEEDED", "FAILED")
+        assert all(s["exited"] is None or s["entered"] <= s["exited"] for s in execution["states"])
+    assert any(s["error"] for e in executions for s in e["states"])  # rejected requests
 
 
 @pytest.mark.integration
