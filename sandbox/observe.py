@@ -67,11 +67,25 @@ def _search(
             (found if wanted else held).append(message)
         if first_only and found:
             break
-    for message in held:
-        sqs.change_message_visibility(
-            QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
-        )
+    _in_batches(sqs.change_message_visibility_batch, queue_url, held, VisibilityTimeout=0)
     return found
+
+
+def _in_batches(
+    call: Callable[..., Any], queue_url: str, messages: list[Message], **entry: Any
+) -> None:
+    """`call` (a *_batch SQS action) on the messages, ten at a time; a failed entry raises."""
+    for first in range(0, len(messages), 10):
+        chunk = messages[first : first + 10]
+        answer = call(
+            QueueUrl=queue_url,
+            Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], **entry}
+                for i, m in enumerate(chunk)
+            ],
+        )
+        if answer.get("Failed"):
+            raise RuntimeError(f"{call.__name__} failed on {queue_url}: {answer['Failed']}")
 
 
 def find(aws: Aws, queue_url: str, match: Callable[[Message], bool]) -> Message | None:
@@ -92,8 +106,7 @@ def take(aws: Aws, queue_url: str, match: Callable[[Message], bool]) -> Message 
 def take_all(aws: Aws, queue_url: str, match: Callable[[Message], bool]) -> list[Message]:
     """Every message in the queue now that `match`es, deleted."""
     found = _search(aws, queue_url, match, first_only=False)
-    for message in found:
-        aws.client("sqs").delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+    _in_batches(aws.client("sqs").delete_message_batch, queue_url, found)
     return found
 
 
