@@ -32,6 +32,7 @@ from jinja2 import TemplateError
 from sandbox import modes, report, settings, ui
 from sandbox.aws import Aws
 from sandbox.embedded.dynamodb_local import SetupError
+from sandbox.harness import ENGINE_LIMITS
 from sandbox.health import NotHealthyError, health, info
 from sandbox.patterns import (
     SCENARIO_JOBS,
@@ -113,7 +114,17 @@ def cmd_scenario(args: argparse.Namespace) -> int:
     print(f"\nSummary ({args.jobs} at a time):")
     for run in sorted(runs, key=lambda r: r.pattern.slug):
         verdict = "PASS" if run.scenario.ok else "FAIL"
-        print(f"  {verdict}  {run.pattern.slug:<22} {run.scenario.report()['seconds']:6.1f} s")
+        count = run.scenario.not_proven_count
+        aside = f"  ({count} not proven here)" if count else ""
+        print(
+            f"  {verdict}  {run.pattern.slug:<22} {run.scenario.report()['seconds']:6.1f} s{aside}"
+        )
+    passing = sum(1 for run in runs if run.scenario.ok)
+    unproven = sum(run.scenario.not_proven_count for run in runs)
+    print(
+        f"{passing} passed, {len(runs) - passing} failed; {unproven} checks not proven here "
+        f"(LocalStack 4.14 cannot show them: {ENGINE_LIMITS})"
+    )
     _write_report()
     return 0 if all(run.scenario.ok for run in runs) else 1
 

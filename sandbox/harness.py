@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 T = TypeVar("T")
+ENGINE_LIMITS = "docs/engine-limits.md"
+NOT_PROVEN = "not proven"
 
 
 class ScenarioFailed(AssertionError):
@@ -138,6 +140,32 @@ class Scenario:
             self.steps[-1].checks.append(line)
         self._print(f"  ✓ {line}")
 
+    def not_proven(self, what: str, *, reason: str, limit: str) -> None:
+        """Say that the engine cannot show `what` as AWS would, and why: a third outcome,
+        neither ✓ nor ✗, kept in the record and counted in the summary. `limit` names the
+        entry of docs/engine-limits.md (its anchor) that explains it."""
+        where = f"{ENGINE_LIMITS}#{limit}"
+        self._record(
+            {
+                "what": what,
+                "at": round(time.time(), 3),
+                "outcome": NOT_PROVEN,
+                "reason": reason,
+                "limit": where,
+            }
+        )
+        if self.steps:
+            self.steps[-1].checks.append(f"{what}: not proven here ({reason})")
+        self._print(f"  ○ not proven here: {what}: {reason} (see {where})")
+
+    @property
+    def not_proven_count(self) -> int:
+        return sum(
+            detail.get("outcome") == NOT_PROVEN
+            for step in self.steps
+            for detail in step.check_details
+        )
+
     def _record(self, detail: dict[str, Any]) -> None:
         if self.steps:
             self.steps[-1].check_details.append(detail)
@@ -159,6 +187,7 @@ class Scenario:
             "ok": self.ok,
             "started": round(self.started_at, 3),
             "seconds": round(end - self.started, 3),
+            "not_proven": self.not_proven_count,
             "steps": [asdict(step) for step in self.steps],
         }
 

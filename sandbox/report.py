@@ -83,6 +83,7 @@ class Check:
     at: float
     seen: Any = None
     expected: Any = None
+    reason: str | None = None  # why the engine cannot show it (outcome "not proven")
 
 
 @dataclass
@@ -161,6 +162,7 @@ def checks_of(record: dict[str, Any]) -> list[Check]:
                     at=float(detail.get("at", end)),
                     seen=detail.get("seen"),
                     expected=detail.get("expected"),
+                    reason=detail.get("reason"),
                 )
             )
         if step.get("error") and not any(d.get("outcome") == "failed" for d in details):
@@ -182,6 +184,8 @@ def timeline(record: dict[str, Any], checks: list[Check]) -> Timeline:
     for check in checks:
         if check.outcome == "failed":
             detail = _expected_and_seen(check)
+        elif check.reason:
+            detail = f"{check.outcome} here: {check.reason}"
         else:
             detail = f"{check.outcome}" + (
                 f": {_text(check.seen)}" if check.seen is not None else ""

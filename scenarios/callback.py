@@ -143,12 +143,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         # AWS names this States.HeartbeatTimeout; LocalStack 4.14 reports every callback
         # timeout as States.Timeout, so the timing tells the heartbeat apart from the
         # task's TimeoutSeconds (60 s). The Catch lists both names.
-        s.check_that(
-            "TaskTimedOut in history",
-            error in ("States.HeartbeatTimeout", "States.Timeout"),
-            expected="States.HeartbeatTimeout (States.Timeout on LocalStack 4.14)",
-            seen=error,
-        )
+        if error == "States.Timeout":
+            s.not_proven(
+                "the timeout is named States.HeartbeatTimeout",
+                reason="LocalStack 4.14 names every callback timeout States.Timeout; the "
+                "timing below tells the heartbeat apart",
+                limit="heartbeat-timeout-name",
+            )
+        else:
+            s.check("TaskTimedOut in history", expected="States.HeartbeatTimeout", seen=error)
         scheduled = next(e for e in done.events if e["type"] == "TaskScheduled")
         waited = (timed_out[0]["timestamp"] - scheduled["timestamp"]).total_seconds()
         s.check_that(

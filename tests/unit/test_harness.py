@@ -110,3 +110,16 @@ def test_a_failed_check_keeps_expected_and_seen_as_json(tmp_path) -> None:
         {"a": [1]},
     )
     assert report["activity"] == {"invocations": []}
+
+
+def test_a_limit_is_its_own_outcome_never_a_pass() -> None:
+    out = io.StringIO()
+    scenario = Scenario("demo", out=out)
+    with scenario.step("a step"):
+        scenario.not_proven("it fails as AWS does", reason="the engine never fails it", limit="x")
+    scenario.finish()
+    (detail,) = scenario.steps[0].check_details
+    assert detail["outcome"] == "not proven" and detail["limit"] == "docs/engine-limits.md#x"
+    assert scenario.report()["not_proven"] == scenario.not_proven_count == 1
+    assert "○ not proven here: it fails as AWS does" in out.getvalue()
+    assert "✓" not in out.getvalue()
