@@ -170,10 +170,12 @@ def check_dead_lettered(
     *,
     max_receive_count: int,
     timeout: float = 30,
+    keep: bool = False,
 ) -> Message:
     """Check a failing message was received `max_receive_count` times, then moved to the
-    DLQ; deletes it from the DLQ and returns it. (SQS moves it, so it is no longer in its
-    queue; searching that queue to show it would count as receives of the messages there.)"""
+    DLQ; deletes it from the DLQ (with `keep`, leaves it there) and returns it. (SQS moves
+    it, so it is no longer in its queue; searching that queue to show it would count as
+    receives of the messages there.)"""
     dead: Message = await_value(
         lambda: find(aws, dlq.url, match),  # type: ignore[arg-type, return-value]
         timeout=timeout,
@@ -186,8 +188,35 @@ def check_dead_lettered(
         expected=f">= {max_receive_count} (maxReceiveCount)",
         seen=receives,
     )
-    aws.client("sqs").delete_message(QueueUrl=dlq.url, ReceiptHandle=dead["ReceiptHandle"])
+    if keep:  # for check_nothing_lost, which counts the DLQ itself
+        _in_batches(
+            aws.client("sqs").change_message_visibility_batch, dlq.url, [dead], VisibilityTimeout=0
+        )
+    else:
+        aws.client("sqs").delete_message(QueueUrl=dlq.url, ReceiptHandle=dead["ReceiptHandle"])
     return dead
+
+
+def check_nothing_lost(
+    s: Scenario,
+    aws: Aws,
+    *,
+    sent: int,
+    processed: int,
+    rejected: int = 0,
+    dlq: Queue,
+    of_run: Callable[[Message], bool],
+) -> None:
+    """Check in = processed + rejected + dead-lettered. The caller reads `processed` where the
+    pattern puts its results (a table, a downstream) and `rejected` from the answers; the
+    dead-lettered term is read here from the DLQ itself (this run's messages, taken out)."""
+    dead = len(take_all(aws, dlq.url, of_run))
+    s.check_that(
+        "nothing lost",
+        sent == processed + rejected + dead,
+        expected=f"{sent} in = processed + rejected + dead-lettered",
+        seen=f"{sent} in; {processed} processed + {rejected} rejected + {dead} in {dlq.name}",
+    )
 
 
 def check_schedule(s: Scenario, aws: Aws, rule: str, schedule: str) -> list[dict[str, Any]]:

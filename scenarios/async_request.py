@@ -172,17 +172,22 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             res.dlq,
             lambda message: stray in message["Body"],
             max_receive_count=res.max_receive_count,
+            keep=True,
         )
         await_value(
             lambda: all(completions.count(i) == 1 for i in ids),
             timeout=20,
             waiting_for="one completion message per valid request",
         )
-        sent = len(good) + len(bad) + 1
-        s.check(
-            "requests in = completed + rejected + dead-lettered",
-            expected=f"{sent} = 3 + 3 + 1",
-            seen=f"{sent} = {len(done)} + {sum(r.status_code == 400 for r in bad)} + 1",
+        observe.check_nothing_lost(
+            s,
+            aws,
+            sent=len(good) + len(bad) + 1,  # the stray message went straight onto the queue
+            processed=len(done),
+            rejected=sum(r.status_code == 400 for r in bad),
+            dlq=res.dlq,
+            of_run=lambda message: stray in message["Body"]
+            or any(i in message["Body"] for i in ids),
         )
 
 

@@ -17,7 +17,13 @@ from typing import Any
 
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
-from sandbox.observe import check_dead_lettered, check_logged, check_schedule, with_body
+from sandbox.observe import (
+    check_dead_lettered,
+    check_logged,
+    check_nothing_lost,
+    check_schedule,
+    with_body,
+)
 
 
 def run(aws: Aws, res: Any, s: Scenario) -> None:
@@ -86,9 +92,16 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             res.dlq,
             with_body(bad_body),
             max_receive_count=res.max_receive_count,
+            keep=True,
         )
-        stored_count = sum(item(e["id"]) is not None for e in [good])
-        s.check("messages sent = stored + dead-lettered", expected=2, seen=stored_count + 1)
+        check_nothing_lost(
+            s,
+            aws,
+            sent=2,
+            processed=sum(item(e["id"]) is not None for e in [good]),
+            dlq=res.dlq,
+            of_run=lambda message: run_id in message["Body"],
+        )
 
     with s.step("The handler's log lines reached CloudWatch Logs"):
         check_logged(s, aws, res.function, event_id, "Stored event", timeout=15)
