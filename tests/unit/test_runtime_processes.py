@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -443,17 +444,20 @@ def test_a_forked_python_environment_answers_like_a_started_one(tmp_path: Path) 
     try:
         # WHEN an environment is forked and invoked
         process = server.fork(env)
-        assert process.messages.get(timeout=READ_TIMEOUT_S)["type"] == "ready"
+        assert process.next_message(time.monotonic() + READ_TIMEOUT_S)["type"] == "ready"
         request = protocol.invoke_request(
             {"invoke-id": "r1", "invoked-function-arn": "arn", "payload": "{}"}, 3, 0
         )
-        process.send(request)
-        result = process.messages.get(timeout=READ_TIMEOUT_S)
+        assert process.send(request, time.monotonic() + READ_TIMEOUT_S)
+        result = process.next_message(time.monotonic() + READ_TIMEOUT_S)
         # THEN it answers from a child of the template, with its own variables, boto3 loaded
         assert result["ok"], result
         assert json.loads(result["payload"]) == [server._process.pid, "fork-1", True]
         process.kill()
-        assert process.messages.get(timeout=READ_TIMEOUT_S) == {"type": "exit", "returncode": None}
+        assert process.next_message(time.monotonic() + READ_TIMEOUT_S) == {
+            "type": "exit",
+            "returncode": -signal.SIGKILL,
+        }
     finally:
         server._socket.close()  # the template ends when the executor's side closes
         assert server._process.wait(timeout=READ_TIMEOUT_S) == 0
