@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sandbox import settings
 from sandbox.embedded import dynamodb_local
+from sandbox.embedded.entry import WrongLocalStackVersion, check_localstack_version
 from sandbox.health import port_in_use, wait_healthy
 
 EXECUTOR_NAME = "local-process"
@@ -105,6 +106,10 @@ class EmbeddedSandbox:
                 "Nothing was started. Stop that process (a LocalStack container? `docker ps`), "
                 f"or use it: SANDBOX_MODE=external AWS_ENDPOINT_URL=http://localhost:{self.port}."
             )
+        try:
+            check_localstack_version()
+        except WrongLocalStackVersion as wrong:
+            raise dynamodb_local.SetupError(str(wrong)) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         var_libs = self.root / "var" / "lib" / "localstack" / "lib"
         dynamodb_local.install_for_localstack(var_libs, settings.CACHE_DIR)
