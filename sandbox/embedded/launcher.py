@@ -100,6 +100,12 @@ class EmbeddedSandbox:
         current = self.running()
         if current:
             return current
+        left_over = self.stop()  # of a sandbox whose LocalStack died (killed, crashed)
+        if left_over:
+            print(
+                f"Ended {left_over} processes left by a sandbox whose LocalStack had died.",
+                file=sys.stderr,
+            )
         if port_in_use(self.port):
             raise dynamodb_local.SetupError(
                 f"Port {self.port} is already in use by a process this sandbox did not start. "
@@ -150,7 +156,7 @@ class EmbeddedSandbox:
         # LocalStack stops its own children (Lambda processes, DynamoDB Local) on SIGTERM;
         # whatever is left after the grace period is killed. Pids are remembered up front: a
         # process that is exiting no longer shows its environment to `processes_of`.
-        ours = set(processes_of(state.instance)) | {state.pid}
+        ours = set(processes_of(state.instance)) | ({state.pid} if _alive(state.pid) else set())
         _kill(state.pid, signal.SIGTERM)
         _wait_until_gone(ours, lambda: processes_of(state.instance), grace)
         for pid in ours | set(processes_of(state.instance)):
