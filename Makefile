@@ -64,7 +64,7 @@ report: deps ## Write .sandbox/reports/index.html: every scenario's last run on 
 	@$(PY) -m sandbox report
 
 faults: deps ## Inject faults for real (a runtime killed mid SQS batch, LocalStack killed) and print the accounting
-	@$(PY) -m pytest -p no:cacheprovider tests/faults
+	@$(PY) -m pytest tests/faults
 
 unit: deps ## Run the unit tests only (no sandbox needed)
 	@$(PY) -m pytest tests/unit
