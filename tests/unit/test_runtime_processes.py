@@ -61,6 +61,10 @@ HANDLERS = {
         "python": "def handler(event, context):\n    print('hello from the handler')\n",
         "node": "exports.handler = async () => { console.log('hello from the handler'); };\n",
     },
+    "long_line": {
+        "python": "def handler(event, context):\n    print('x' * 300_000)\n",
+        "node": "exports.handler = async () => { console.log('x'.repeat(300000)); };\n",
+    },
     "raise": {
         "python": "def handler(event, context):\n    raise ValueError('boom')\n",
         "node": "exports.handler = async () => { throw new Error('boom'); };\n",
@@ -255,6 +259,16 @@ def test_printed_output_arrives_as_logs_before_the_result(
     assert all(line.endswith("\n") for line in logs)
     assert result["ok"] is True
     assert result["payload"] == "null"
+
+
+def test_a_line_over_cloudwatchs_limit_is_truncated_in_the_runtime(
+    ready_runtime: Callable[[str], Runtime],
+) -> None:
+    """Lambda truncates a log event at 256 KB; the runtime does so before the pipe."""
+    runtime = ready_runtime("long_line")
+    logs, _result = runtime.invoke({})
+    assert logs and all(len(line.encode()) <= protocol.MAX_LOG_LINE_BYTES + 1 for line in logs)
+    assert any(len(line) > 200_000 for line in logs), [len(line) for line in logs]
 
 
 def test_an_error_fails_the_invocation(
