@@ -47,10 +47,11 @@ def request(event: Any, timeout_s: float = 5.0) -> dict[str, Any]:
     return protocol.invoke_request(payload, timeout_s, time.time() * 1000)
 
 
-def next_message(process: executor.RuntimeProcess, skip_logs: bool = True) -> dict[str, Any]:
+def next_message(process: executor.RuntimeProcess) -> dict[str, Any]:
+    """The next message other than a log line."""
     deadline = time.monotonic() + WAIT_S
     while (message := process.next_message(deadline)) is not None:
-        if not (skip_logs and message["type"] == "log"):
+        if message["type"] != "log":
             return message
     pytest.fail(f"no message within {WAIT_S} s")
 
