@@ -135,7 +135,7 @@ def timeout_log_line(request_id: str, timeout_s: float) -> str:
 
 def exit_error(request_id: str, returncode: int | None) -> dict[str, Any]:
     """The error of an invocation whose runtime process ended (crashed, or exited)."""
-    if returncode is None:  # a forked environment: its exit status went to the template
+    if returncode is None:  # unknown: its fork server ended before it could report it
         reason = "Runtime exited without providing a reason"
     elif returncode < 0:
         reason = f"Runtime exited with error: signal: {-returncode}"
