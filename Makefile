@@ -63,6 +63,9 @@ test: deps ## Run all tests: unit, browser, and integration against the sandbox 
 report: deps ## Write .sandbox/reports/index.html: every scenario's last run on a timeline
 	@$(PY) -m sandbox report
 
+faults: deps ## Inject faults for real (a runtime killed mid SQS batch, LocalStack killed) and print the accounting
+	@$(PY) -m pytest tests/faults
+
 unit: deps ## Run the unit tests only (no sandbox needed)
 	@$(PY) -m pytest tests/unit
 
@@ -84,4 +87,4 @@ lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
 clean: down ## Remove the venv and the sandbox's state (keeps the DynamoDB Local cache)
 	rm -rf $(VENV) .sandbox
 
-.PHONY: help deps up down status logs list bootstrap scenario scenarios test report ui unit bench lint lock clean
+.PHONY: help deps up down status logs list bootstrap scenario scenarios test report ui faults unit bench lint lock clean

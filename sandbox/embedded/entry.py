@@ -1,6 +1,8 @@
 """Start LocalStack's runtime in this process, with the patches the embedded mode needs.
 
 The launcher runs this module as the sandbox's main process (`python -m sandbox.embedded.entry`).
+Every patch goes through LocalStack's own `Patch`, which raises if its target is gone, and
+they are written against one LocalStack version: `check_localstack_version` refuses another.
 """
 
 from __future__ import annotations
@@ -9,47 +11,71 @@ import os
 import sys
 import threading
 import traceback
+from importlib import metadata
 from typing import Any
 
-from sandbox.embedded import pollers
+from localstack.utils.patch import Patch
+
 from sandbox.embedded.launcher import PRESTART_BACKENDS
+
+PATCHED_LOCALSTACK_VERSION = "4.14.0"
 
 # DynamoDB Local serves one developer: the client compiler alone and the serial collector
 # start it sooner and leave it smaller and quieter when idle than the server defaults.
 LIGHT_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xss512k")
 
+# AWS Lambda's invocation payload limits (bytes): RequestResponse and Event.
+MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+MAX_ASYNC_PAYLOAD_BYTES = 256 * 1024
 
-def _start_dynamodb_local_without_agent() -> None:
+
+class WrongLocalStackVersion(Exception):
+    """The installed LocalStack is not the one the patches were written for."""
+
+
+def check_localstack_version() -> None:
+    try:
+        found = metadata.version("localstack-core")
+    except metadata.PackageNotFoundError:
+        found = "none"
+    if found != PATCHED_LOCALSTACK_VERSION:
+        raise WrongLocalStackVersion(
+            f"The embedded sandbox patches LocalStack {PATCHED_LOCALSTACK_VERSION}, but the venv "
+            f"has localstack-core {found}. Run `make deps` to install the pinned version (or "
+            "`make clean && make up` to rebuild the venv). To try another LocalStack, use "
+            "Docker mode (SANDBOX_MODE=docker) or run it yourself (SANDBOX_MODE=external)."
+        )
+
+
+def dynamodb_local_without_agent() -> Patch:
     """LocalStack adds `-javaagent:ddb-local-loader` (a patch jar it downloads) to DynamoDB
     Local's command line; offline there is no such jar and the JVM refuses to start. The patch
     only lifts the GSI limit, so we start DynamoDB Local without it (and with LIGHT_JVM)."""
     from localstack.services.dynamodb.server import DynamodbServer
 
-    original = DynamodbServer._create_shell_command
-
-    def without_agent(self: DynamodbServer) -> list[str]:
-        command = [arg for arg in original(self) if not arg.startswith("-javaagent:")]
+    def without_agent(create_shell_command: Any, self: DynamodbServer) -> list[str]:
+        command = [arg for arg in create_shell_command(self) if not arg.startswith("-javaagent:")]
         return [command[0], *LIGHT_JVM, *command[1:]]
 
-    DynamodbServer._create_shell_command = without_agent  # type: ignore[method-assign]
+    return Patch.function(DynamodbServer._create_shell_command, without_agent)
 
 
-def _bind_gateway_to_its_host() -> None:
+def gateway_bound_to_its_host() -> Patch:
     """LocalStack's Twisted gateway listens on every interface whatever GATEWAY_LISTEN's host
     says; the sandbox must only be reachable from this machine."""
     from localstack import config
     from twisted.internet import endpoints
 
     hosts = {listen.port: listen.host for listen in config.GATEWAY_LISTEN}
-    original = endpoints.TCP4ServerEndpoint
+    unbound = endpoints.TCP4ServerEndpoint
 
     def bound(reactor, port, backlog=50, interface=""):  # type: ignore[no-untyped-def]
-        return original(reactor, port, backlog, interface or hosts.get(port, ""))
+        return unbound(reactor, port, backlog, interface or hosts.get(port, ""))
 
-    endpoints.TCP4ServerEndpoint = bound  # type: ignore[misc,assignment]
+    return Patch(endpoints, "TCP4ServerEndpoint", bound)
 
 
-def _first_idle_poll_wait_within_the_maximum() -> None:
+def first_idle_poll_wait_within_the_maximum() -> Patch:
     """An event source mapping's first empty poll waits 0.5-1.5 s whatever
     LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC says (only later waits are
     capped by it); start the backoff at that maximum so a new message waits no longer."""
@@ -63,7 +89,38 @@ def _first_idle_poll_wait_within_the_maximum() -> None:
             **kwargs,
         )
 
-    esm_worker.ExponentialBackoff = capped  # type: ignore[misc,assignment]
+    return Patch(esm_worker, "ExponentialBackoff", capped)
+
+
+def payloads_within_lambdas_limits() -> Patch:
+    """LocalStack leaves the payload limit to the runtime inside its Docker container
+    (synchronous only); the local-process executor has none. Refuse what AWS refuses, with
+    its error: over 6 MB synchronous, over 256 KB asynchronous."""
+    from localstack.aws.api.lambda_ import InvocationType
+    from localstack.services.lambda_.invocation.lambda_models import (
+        RequestEntityTooLargeException,
+    )
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+
+    def within_limits(invoke: Any, self: LambdaService, *args: Any, **kwargs: Any) -> Any:
+        payload = kwargs.get("payload") or b""
+        asynchronous = kwargs.get("invocation_type") == InvocationType.Event
+        limit = MAX_ASYNC_PAYLOAD_BYTES if asynchronous else MAX_SYNC_PAYLOAD_BYTES
+        if len(payload) > limit:
+            raise RequestEntityTooLargeException(
+                f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
+            )
+        return invoke(self, *args, **kwargs)
+
+    return Patch.function(LambdaService.invoke, within_limits)
+
+
+PATCHES = (
+    dynamodb_local_without_agent,
+    gateway_bound_to_its_host,
+    first_idle_poll_wait_within_the_maximum,
+    payloads_within_lambdas_limits,
+)
 
 
 def _start_backends_early() -> None:
@@ -88,11 +145,17 @@ def _start_backends_early() -> None:
 
 
 def main() -> None:
+    try:
+        check_localstack_version()
+    except WrongLocalStackVersion as wrong:
+        print(f"error: {wrong}", file=sys.stderr)
+        sys.exit(2)
+    from sandbox.embedded import pollers  # imported once the version is known to fit
+
+    for make_patch in PATCHES:
+        make_patch().apply()
     if os.environ.get(PRESTART_BACKENDS) == "1":
         _start_backends_early()
-    _start_dynamodb_local_without_agent()
-    _bind_gateway_to_its_host()
-    _first_idle_poll_wait_within_the_maximum()
     pollers.apply()
     from localstack.runtime.main import main as localstack_main
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from sandbox import settings
 from sandbox.embedded import dynamodb_local
+from sandbox.embedded.entry import WrongLocalStackVersion, check_localstack_version
 from sandbox.health import port_in_use, wait_healthy
 
 EXECUTOR_NAME = "local-process"
@@ -102,12 +103,22 @@ class EmbeddedSandbox:
         current = self.running()
         if current:
             return current
+        left_over = self.stop()  # of a sandbox whose LocalStack died (killed, crashed)
+        if left_over:
+            print(
+                f"Ended {left_over} processes left by a sandbox whose LocalStack had died.",
+                file=sys.stderr,
+            )
         if port_in_use(self.port):
             raise dynamodb_local.SetupError(
                 f"Port {self.port} is already in use by a process this sandbox did not start. "
                 "Nothing was started. Stop that process (a LocalStack container? `docker ps`), "
                 f"or use it: SANDBOX_MODE=external AWS_ENDPOINT_URL=http://localhost:{self.port}."
             )
+        try:
+            check_localstack_version()
+        except WrongLocalStackVersion as wrong:
+            raise dynamodb_local.SetupError(str(wrong)) from None
         self.state_dir.mkdir(parents=True, exist_ok=True)
         var_libs = self.root / "var" / "lib" / "localstack" / "lib"
         dynamodb_local.install_for_localstack(var_libs, settings.CACHE_DIR)
@@ -151,7 +162,7 @@ class EmbeddedSandbox:
         # LocalStack stops its own children (Lambda processes, DynamoDB Local) on SIGTERM;
         # whatever is left after the grace period is killed. Pids are remembered up front: a
         # process that is exiting no longer shows its environment to `processes_of`.
-        ours = set(processes_of(state.instance)) | {state.pid}
+        ours = set(processes_of(state.instance)) | ({state.pid} if _alive(state.pid) else set())
         _kill(state.pid, signal.SIGTERM)
         _wait_until_gone(ours, lambda: processes_of(state.instance), grace)
         for pid in ours | set(processes_of(state.instance)):

@@ -23,8 +23,14 @@ function send(message) {
   }
 }
 
+// CloudWatch Logs' event limit (256 KB less 26 bytes of overhead): Lambda truncates a
+// longer line to it (protocol.py's MAX_LOG_LINE_BYTES).
+const MAX_LOG_LINE_BYTES = 256 * 1024 - 26;
+
 function sendLog(line) {
-  send({ type: 'log', data: line + '\n' });
+  const bytes = Buffer.from(line);
+  const kept = bytes.length > MAX_LOG_LINE_BYTES ? bytes.subarray(0, MAX_LOG_LINE_BYTES) : bytes;
+  send({ type: 'log', data: kept.toString() + '\n' });
 }
 
 // -- output ----------------------------------------------------------------------------
@@ -41,8 +47,10 @@ function writeOutput(chunk, encoding, callback) {
   pendingOutput += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
   const end = pendingOutput.lastIndexOf('\n');
   if (end !== -1) {
-    sendLog(pendingOutput.slice(0, end));
+    pendingOutput.slice(0, end).split('\n').forEach(sendLog);
     pendingOutput = pendingOutput.slice(end + 1);
+  } else if (pendingOutput.length > 4 * MAX_LOG_LINE_BYTES) {
+    pendingOutput = pendingOutput.slice(0, MAX_LOG_LINE_BYTES); // truncated when sent anyway
   }
   const done = typeof encoding === 'function' ? encoding : callback;
   if (done) process.nextTick(done);

@@ -8,6 +8,7 @@ writes messages to the file descriptor named by SANDBOX_RUNTIME_FD:
                           {"type": "log", "data": "one line\\n"}
                           {"type": "result", "request_id": ..., "ok": true, "payload": "<json>"}
                           {"type": "result", "request_id": ..., "ok": false, "error": {...}}
+    template -> executor  {"type": "exit", "returncode": N}   (a forked environment ended)
     executor -> runtime   {"request_id", "invoked_function_arn", "payload", "deadline_ms",
                            "trace_id"}
 
@@ -27,6 +28,13 @@ RUNTIME_FD_ENV = "SANDBOX_RUNTIME_FD"
 # Variables a runtime process gets from the host besides those LocalStack passes; the rest
 # of LocalStack's own environment stays out, as it would in a Lambda sandbox.
 HOST_VARIABLES = ("PATH", "HOME", "LANG", "LC_ALL", "SANDBOX_INSTANCE", "SYSTEMROOT", "TMPDIR")
+
+# CloudWatch Logs takes events of at most 256 KB, counting 26 bytes of overhead per event;
+# Lambda truncates a longer line to that.
+MAX_LOG_LINE_BYTES = 256 * 1024 - 26
+# What the sandbox keeps of one invocation's log (AWS keeps it all, at a price): a handler
+# printing 150 MB must not grow LocalStack's memory by as much.
+MAX_LOG_BYTES_PER_INVOCATION = 5 * 1024 * 1024
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -64,6 +72,48 @@ def invoke_request(payload: dict[str, str], timeout_s: float, now_ms: float) -> 
     }
 
 
+def truncate_log_line(line: str) -> str:
+    """The line as CloudWatch Logs would store it: at most MAX_LOG_LINE_BYTES (plus newline)."""
+    if len(line) * 4 <= MAX_LOG_LINE_BYTES:  # fast path: no character takes more than 4 bytes
+        return line
+    data = line.encode()
+    if len(data) <= MAX_LOG_LINE_BYTES + 1:
+        return line
+    return data[:MAX_LOG_LINE_BYTES].decode(errors="ignore") + "\n"
+
+
+class InvocationLog:
+    """One invocation's log lines, each truncated as CloudWatch Logs would, and at most
+    `limit` bytes in all; what is dropped beyond that is counted in a closing marker line."""
+
+    def __init__(self, limit: int = MAX_LOG_BYTES_PER_INVOCATION) -> None:
+        self._limit = limit
+        self._lines: list[str] = []
+        self._bytes = 0
+        self._dropped_lines = 0
+        self._dropped_bytes = 0
+
+    def add(self, line: str) -> None:
+        line = truncate_log_line(line)
+        size = len(line.encode())
+        if self._dropped_lines or self._bytes + size > self._limit:
+            self._dropped_lines += 1
+            self._dropped_bytes += size
+            return
+        self._lines.append(line)
+        self._bytes += size
+
+    def text(self) -> str:
+        if not self._dropped_lines:
+            return "".join(self._lines)
+        marker = (
+            f"[sandbox] log truncated: {self._dropped_lines} more lines "
+            f"({self._dropped_bytes} bytes) were dropped; the sandbox keeps "
+            f"{self._limit // (1024 * 1024)} MB of log per invocation\n"
+        )
+        return "".join(self._lines) + marker
+
+
 def error_shape(error_type: str, message: str, stack: list[str] | None = None) -> dict[str, Any]:
     """Lambda's error document, as the Invoke API returns it in the payload."""
     shape: dict[str, Any] = {"errorMessage": message, "errorType": error_type}
@@ -85,7 +135,7 @@ def timeout_log_line(request_id: str, timeout_s: float) -> str:
 
 def exit_error(request_id: str, returncode: int | None) -> dict[str, Any]:
     """The error of an invocation whose runtime process ended (crashed, or exited)."""
-    if returncode is None:  # a forked environment: its exit status went to the template
+    if returncode is None:  # unknown: its fork server ended before it could report it
         reason = "Runtime exited without providing a reason"
     elif returncode < 0:
         reason = f"Runtime exited with error: signal: {-returncode}"

@@ -12,6 +12,8 @@ forked from (see `serve_forks`); run plainly, it is one environment.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
+import importlib.machinery
 import io
 import json
 import logging
@@ -22,9 +24,16 @@ import sys
 import threading
 import time
 import traceback
+from types import ModuleType
 from typing import Any
 
-from sandbox.executor.protocol import RUNTIME_FD_ENV, encode, error_shape
+from sandbox.executor.protocol import RUNTIME_FD_ENV, encode, error_shape, truncate_log_line
+
+# What Lambda's Python runtime provides besides the standard library: boto3 and its
+# dependencies. A handler finds these in the venv; anything else it must bring itself.
+RUNTIME_PACKAGES = frozenset(
+    {"boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six"}
+)
 
 _send_lock = threading.Lock()
 _out_fd = -1  # the message pipe; main() reads it from RUNTIME_FD_ENV before any handler runs
@@ -52,13 +61,16 @@ class LogStream(io.TextIOBase):
             self._pending += text
             if "\n" in self._pending:
                 complete, _, self._pending = self._pending.rpartition("\n")
-                send({"type": "log", "data": complete + "\n"})
+                for line in complete.split("\n"):
+                    send({"type": "log", "data": truncate_log_line(line + "\n")})
+            elif len(self._pending) > 4 * 256 * 1024:  # a line Lambda would truncate anyway
+                self._pending = truncate_log_line(self._pending + "\n")[:-1]
         return len(text)
 
     def flush(self) -> None:
         with self._lock:
             if self._pending:
-                send({"type": "log", "data": self._pending + "\n"})
+                send({"type": "log", "data": truncate_log_line(self._pending + "\n")})
                 self._pending = ""
 
 
@@ -177,11 +189,50 @@ def invoke(handler: Any, request: dict[str, Any], request_ids: _RequestIdFilter)
         return {"ok": False, "error": shape}
 
 
+class RuntimePackages(importlib.abc.MetaPathFinder):
+    """Finds the top-level packages of RUNTIME_PACKAGES (and only those) in the venv; their
+    submodules follow from the package's own path."""
+
+    def __init__(self, site_dirs: list[str]) -> None:
+        self._site_dirs = site_dirs
+
+    def find_spec(
+        self, name: str, path: Any = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if path is not None or name not in RUNTIME_PACKAGES:
+            return None
+        return importlib.machinery.PathFinder.find_spec(name, self._site_dirs)
+
+
+def _is_standard_library(entry: str) -> bool:
+    return (
+        os.path.realpath(entry or ".").startswith(os.path.realpath(sys.base_prefix))
+        and "site-packages" not in entry
+        and "dist-packages" not in entry
+    )
+
+
+def isolate_imports(code_dir: str) -> None:
+    """Let the handler import what it could on Lambda: its own code (and what it vendored
+    there), the standard library and the runtime's boto3, not the sandbox's venv, so a
+    forgotten requirement fails here as it would on AWS."""
+    site_dirs = [entry for entry in sys.path if entry and not _is_standard_library(entry)]
+    sys.path[:] = [code_dir, *(entry for entry in sys.path if _is_standard_library(entry))]
+    sys.meta_path[:] = [  # an editable install's finder would serve the sandbox's own code
+        finder
+        for finder in sys.meta_path
+        if not getattr(finder, "__module__", "").startswith("__editable__")
+    ]
+    sys.meta_path.append(RuntimePackages(site_dirs))
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+
+
 def main() -> None:
     global _out_fd
     _out_fd = int(os.environ[RUNTIME_FD_ENV])
     code_dir = os.environ["LAMBDA_TASK_ROOT"]
-    sys.path[0] = code_dir  # replaces this file's folder
+    isolate_imports(code_dir)
     os.chdir(code_dir)
     stream = LogStream()
     sys.stdout = sys.stderr = stream
@@ -209,37 +260,105 @@ def serve_forks(control_fd: int) -> None:
     """Be the template of every Python environment: import boto3 once (most of a cold
     start), then for each request on the control socket fork a child that becomes one
     environment. A request is {"env": {...}} with two descriptors: the environment's stdin
-    (requests) and its message pipe. The reply is {"pid": N}. Ends when the executor closes
-    the socket (LocalStack stopped)."""
+    (requests) and its message pipe. The reply is {"pid": N} with a pidfd of the child, so
+    the executor never signals a pid that may have been recycled.
+
+    The template reaps its children: when one ends, what is left of its process group
+    (processes its handler started) is killed, and its exit code is written to its message
+    pipe (the template keeps a copy of it for that). Ends when the executor closes the
+    socket (LocalStack stopped), ending every environment it forked."""
     import boto3  # noqa: F401  (imported here once; every fork starts with it loaded)
 
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps ended environments
+    message_pipes: dict[int, int] = {}  # pid -> the environment's message pipe
+
+    def end_environment(pid: int) -> None:
+        _kill_group(pid)  # while `pid` is an unreaped zombie, its group id is still ours
+        _pid, status = os.waitpid(pid, 0)
+        pipe = message_pipes.pop(pid, None)
+        if pipe is not None:
+            _report_exit(pipe, os.waitstatus_to_exitcode(status))
+
+    def reap(_signum: int, _frame: Any) -> None:
+        while True:
+            try:
+                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                return
+            if ended is None:
+                return
+            end_environment(ended.si_pid)
+
+    signal.signal(signal.SIGCHLD, reap)
     control = socket.socket(fileno=control_fd)
     while True:
         try:
             data, fds, _flags, _address = socket.recv_fds(control, 1 << 20, 2)
         except OSError:
-            return
+            break
         if not data:
-            return
+            break
         environment = json.loads(data)["env"]
-        pid = os.fork()
-        if pid == 0:
-            control.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            os.dup2(fds[0], 0)
-            os.close(fds[0])
-            os.environ.clear()
-            os.environ.update({**environment, RUNTIME_FD_ENV: str(fds[1])})
-            try:
-                main()
-            except BaseException:
-                traceback.print_exc()
-                os._exit(1)
-            os._exit(0)
-        for fd in fds:
-            os.close(fd)
-        control.sendall(json.dumps({"pid": pid}).encode())
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _become_environment(control, environment, fds, list(message_pipes.values()))
+            pidfd = os.pidfd_open(pid)
+            message_pipes[pid] = fds[1]
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        os.close(fds[0])
+        try:
+            socket.send_fds(control, [json.dumps({"pid": pid}).encode()], [pidfd])
+        except OSError:
+            break
+        finally:
+            os.close(pidfd)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for pid in list(message_pipes):
+        _kill_group(pid)
+        end_environment(pid)
+
+
+def _become_environment(
+    control: socket.socket, environment: dict[str, str], fds: list[int], others: list[int]
+) -> None:
+    """In a forked child: lead a new session (so its handler's processes can be ended with
+    it), drop the template's descriptors, and run as one environment. Never returns."""
+    try:
+        os.setsid()
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
+        control.close()
+        for pipe in others:
+            os.close(pipe)
+        os.dup2(fds[0], 0)
+        os.close(fds[0])
+        os.environ.clear()
+        os.environ.update({**environment, RUNTIME_FD_ENV: str(fds[1])})
+        main()
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(0)
+
+
+def _kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _report_exit(pipe: int, returncode: int) -> None:
+    """Tell the executor how an environment ended, unless its pipe is full (nobody reads)."""
+    try:
+        os.set_blocking(pipe, False)  # the environment has ended: no writer is left to mind
+        os.write(pipe, encode({"type": "exit", "returncode": returncode}))
+    except OSError:
+        pass
+    finally:
+        os.close(pipe)
 
 
 if __name__ == "__main__":

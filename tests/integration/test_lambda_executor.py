@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from sandbox import provision
 from sandbox.aws import Aws
+from sandbox.embedded import launcher
 from sandbox.harness import await_value, unique_name
 from tests.conftest import zip_files
 
@@ -222,3 +225,91 @@ def test_hot_reload_folder_picks_up_changed_code(aws: Aws, sandbox, tmp_path: Pa
         assert invoke(aws, name)["payload"] == "second"
     finally:
         lambda_.delete_function(FunctionName=name)
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_child_process_started_by_a_handler_that_times_out_is_ended(
+    aws: Aws, sandbox, make_function
+) -> None:
+    """On AWS a timed-out environment is replaced whole; nothing its handler started lives on."""
+    if sandbox.name != "embedded":
+        pytest.skip("the child's pid is a host pid in embedded mode only")
+    name = make_function(Timeout=1)
+    timed_out = invoke(aws, name, {"spawn": True, "sleep": 3})
+    assert "Task timed out" in timed_out["payload"]["errorMessage"]
+    child = int(re.search(r"child pid (\d+)", timed_out["log"]).group(1))
+    assert await_value(
+        lambda: not alive(child), timeout=10, waiting_for=f"the handler's child {child} to end"
+    )
+
+
+def localstack_rss_mb(sandbox) -> float:
+    running = launcher.EmbeddedSandbox(sandbox.port).running()
+    assert running is not None
+    status = Path(f"/proc/{running.pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
+
+
+def test_a_handler_flooding_its_log_completes_and_localstack_stays_small(
+    aws: Aws, sandbox, make_function
+) -> None:
+    """150 MB of log lines: the call succeeds, LocalStack keeps a bounded part of it (with a
+    marker saying what was dropped) instead of growing by hundreds of MB."""
+    if sandbox.name != "embedded":
+        pytest.skip("measures the embedded LocalStack process")
+    name = make_function(Timeout=120, MemorySize=512)
+    before = localstack_rss_mb(sandbox)
+    flooded = invoke(aws, name, {"flood_mb": 150})
+    assert flooded["error"] is None, flooded["payload"]
+    grown = localstack_rss_mb(sandbox) - before
+    assert grown < 120, f"LocalStack grew by {grown:.0f} MB for one flooding call"
+    logs = aws.client("logs")
+
+    def marker() -> list[dict[str, Any]]:
+        try:
+            return logs.filter_log_events(
+                logGroupName=f"/aws/lambda/{name}", filterPattern='"log truncated"'
+            )["events"]
+        except logs.exceptions.ResourceNotFoundException:  # the group comes with the first logs
+            return []
+
+    assert await_value(marker, timeout=30, waiting_for="the truncation marker in the log group")
+
+
+def test_a_payload_over_6_mb_is_refused_as_aws_refuses_it(aws: Aws, make_function) -> None:
+    name = make_function()
+    with pytest.raises(ClientError) as refused:
+        aws.client("lambda").invoke(FunctionName=name, Payload=json.dumps({"a": "x" * (7 << 20)}))
+    assert refused.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 413
+
+
+def test_an_async_payload_over_256_kb_is_refused(aws: Aws, make_function) -> None:
+    name = make_function()
+    with pytest.raises(ClientError) as refused:
+        aws.client("lambda").invoke(
+            FunctionName=name, InvocationType="Event", Payload=json.dumps({"a": "x" * 300_000})
+        )
+    assert refused.value.response["Error"]["Code"] == "RequestEntityTooLargeException"
+
+
+def test_a_handler_imports_boto3_but_not_what_only_the_sandbox_installed(
+    aws: Aws, make_function
+) -> None:
+    """A forgotten requirements.txt fails here as on AWS; boto3 is the runtime's."""
+    with_boto3 = make_function(
+        code=zip_files({"app.py": "import boto3\ndef handler(e, c):\n    return boto3.__name__\n"})
+    )
+    assert invoke(aws, with_boto3)["payload"] == "boto3"
+    with_yaml = make_function(
+        code=zip_files({"app.py": "import yaml\ndef handler(e, c):\n    return 1\n"})
+    )
+    failed = invoke(aws, with_yaml)
+    assert failed["payload"]["errorType"] == "Runtime.ImportModuleError"
+    assert "yaml" in failed["payload"]["errorMessage"]

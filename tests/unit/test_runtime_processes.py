@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -59,6 +60,10 @@ HANDLERS = {
     "print": {
         "python": "def handler(event, context):\n    print('hello from the handler')\n",
         "node": "exports.handler = async () => { console.log('hello from the handler'); };\n",
+    },
+    "long_line": {
+        "python": "def handler(event, context):\n    print('x' * 300_000)\n",
+        "node": "exports.handler = async () => { console.log('x'.repeat(300000)); };\n",
     },
     "raise": {
         "python": "def handler(event, context):\n    raise ValueError('boom')\n",
@@ -256,6 +261,16 @@ def test_printed_output_arrives_as_logs_before_the_result(
     assert result["payload"] == "null"
 
 
+def test_a_line_over_cloudwatchs_limit_is_truncated_in_the_runtime(
+    ready_runtime: Callable[[str], Runtime],
+) -> None:
+    """Lambda truncates a log event at 256 KB; the runtime does so before the pipe."""
+    runtime = ready_runtime("long_line")
+    logs, _result = runtime.invoke({})
+    assert logs and all(len(line.encode()) <= protocol.MAX_LOG_LINE_BYTES + 1 for line in logs)
+    assert any(len(line) > 200_000 for line in logs), [len(line) for line in logs]
+
+
 def test_an_error_fails_the_invocation(
     ready_runtime: Callable[[str], Runtime], language: Language
 ) -> None:
@@ -443,17 +458,20 @@ def test_a_forked_python_environment_answers_like_a_started_one(tmp_path: Path) 
     try:
         # WHEN an environment is forked and invoked
         process = server.fork(env)
-        assert process.messages.get(timeout=READ_TIMEOUT_S)["type"] == "ready"
+        assert process.next_message(time.monotonic() + READ_TIMEOUT_S)["type"] == "ready"
         request = protocol.invoke_request(
             {"invoke-id": "r1", "invoked-function-arn": "arn", "payload": "{}"}, 3, 0
         )
-        process.send(request)
-        result = process.messages.get(timeout=READ_TIMEOUT_S)
+        assert process.send(request, time.monotonic() + READ_TIMEOUT_S)
+        result = process.next_message(time.monotonic() + READ_TIMEOUT_S)
         # THEN it answers from a child of the template, with its own variables, boto3 loaded
         assert result["ok"], result
         assert json.loads(result["payload"]) == [server._process.pid, "fork-1", True]
         process.kill()
-        assert process.messages.get(timeout=READ_TIMEOUT_S) == {"type": "exit", "returncode": None}
+        assert process.next_message(time.monotonic() + READ_TIMEOUT_S) == {
+            "type": "exit",
+            "returncode": -signal.SIGKILL,
+        }
     finally:
         server._socket.close()  # the template ends when the executor's side closes
         assert server._process.wait(timeout=READ_TIMEOUT_S) == 0

@@ -1,9 +1,13 @@
 """A function that reports what its execution environment looks like, for executor tests.
 
-Event: {"sleep": seconds, "fail": message, "print": text} (all optional).
+Event: {"sleep": seconds, "fail": message, "print": text, "spawn": true, "flood_mb": n}
+(all optional): "spawn" starts a child process that outlives the call unless it is ended,
+"flood_mb" prints that many megabytes of log.
 """
 
 import os
+import subprocess
+import sys
 import time
 
 STARTED = time.time()  # differs per execution environment: a cold start makes a new one
@@ -12,6 +16,11 @@ STARTED = time.time()  # differs per execution environment: a cold start makes a
 def handler(event, context):
     if event.get("print"):
         print(event["print"])
+    if event.get("spawn"):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+        print(f"child pid {child.pid}")
+    for _ in range(event.get("flood_mb", 0) * 1024):
+        print("x" * 1023)
     if event.get("sleep"):
         time.sleep(event["sleep"])
     if event.get("fail"):

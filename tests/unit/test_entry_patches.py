@@ -1,0 +1,121 @@
+"""The embedded entry's LocalStack patches: each one finds its target in the pinned
+LocalStack and does what it says. No sandbox needed: each is applied, checked, undone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from types import SimpleNamespace
+
+import pytest
+from localstack.utils.patch import Patch
+
+from sandbox.embedded import entry
+
+
+@pytest.fixture
+def applied() -> Iterator[Callable[[Patch], Patch]]:
+    """Applies a patch for one test and undoes it afterwards."""
+    patches: list[Patch] = []
+
+    def apply(patch: Patch) -> Patch:
+        assert patch.old is not None, f"the target of {patch} is missing"
+        patch.apply()
+        patches.append(patch)
+        return patch
+
+    yield apply
+    for patch in reversed(patches):
+        patch.undo()
+
+
+def test_every_patch_is_one_of_localstacks_patches() -> None:
+    """LocalStack's Patch raises when its target is gone, so an upgrade cannot silently
+    leave a patch unapplied."""
+    for make_patch in entry.PATCHES:
+        assert isinstance(make_patch(), Patch)
+    with pytest.raises(AttributeError):
+        Patch(SimpleNamespace(), "gone", lambda: None).apply()
+
+
+def test_dynamodb_local_starts_without_the_agent_and_with_a_light_jvm(applied, monkeypatch) -> None:
+    from localstack.services.dynamodb import server as dynamodb_server
+    from localstack.services.dynamodb.server import DynamodbServer
+
+    agent = SimpleNamespace(get_ddb_agent_jar_path=lambda: "/lib/ddb-local-loader-0.1.jar")
+    package = SimpleNamespace(get_installer=lambda: agent, get_installed_dir=lambda: "/ddb")
+    monkeypatch.setattr(dynamodb_server, "dynamodblocal_package", package)
+    applied(entry.dynamodb_local_without_agent())
+    server = DynamodbServer.__new__(DynamodbServer)
+    server.__dict__.update(
+        heap_size="256m",
+        _port=4000,
+        db_path=None,
+        delay_transient_statuses=False,
+        optimize_db_before_startup=False,
+        share_db=True,
+    )
+    command = server._create_shell_command()
+    assert not any(arg.startswith("-javaagent:") for arg in command)
+    assert command[1 : 1 + len(entry.LIGHT_JVM)] == list(entry.LIGHT_JVM)
+    assert command[-4:] == ["-port", "4000", "-inMemory", "-sharedDb"]
+
+
+def test_the_gateway_listens_only_on_its_configured_host(applied, monkeypatch) -> None:
+    from localstack import config
+    from localstack.config import HostAndPort
+    from twisted.internet import endpoints, reactor
+
+    monkeypatch.setattr(config, "GATEWAY_LISTEN", [HostAndPort("127.0.0.1", 4999)])
+    applied(entry.gateway_bound_to_its_host())
+    assert endpoints.TCP4ServerEndpoint(reactor, 4999)._interface == "127.0.0.1"
+    assert endpoints.TCP4ServerEndpoint(reactor, 5000)._interface == ""
+
+
+def test_the_first_idle_poll_waits_no_longer_than_the_maximum(applied) -> None:
+    from localstack.services.lambda_.event_source_mapping import esm_worker
+
+    applied(entry.first_idle_poll_wait_within_the_maximum())
+    backoff = esm_worker.ExponentialBackoff(initial_interval=1, max_interval=0.2)
+    assert backoff.initial_interval == 0.2  # was 1: the first wait ignored the maximum
+    assert backoff.max_interval == 0.2
+
+
+@pytest.mark.parametrize(
+    ("invocation_type", "limit"),
+    [("RequestResponse", 6 * 1024 * 1024), ("Event", 256 * 1024)],
+)
+def test_payloads_over_lambdas_limits_are_refused(applied, invocation_type, limit) -> None:
+    """Over the limit: AWS's RequestEntityTooLargeException (413). At the limit: on to
+    LocalStack's own invoke (which here finds no such function)."""
+    from localstack.services.lambda_.invocation.lambda_models import (
+        RequestEntityTooLargeException,
+    )
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+
+    applied(entry.payloads_within_lambdas_limits())
+    call = {
+        "function_name": "absent",
+        "qualifier": None,
+        "region": "us-east-1",
+        "account_id": "000000000000",
+        "invocation_type": invocation_type,
+        "client_context": None,
+        "request_id": "r1",
+    }
+    with pytest.raises(RequestEntityTooLargeException) as refused:
+        LambdaService.invoke(SimpleNamespace(), **call, payload=b"x" * (limit + 1))
+    assert refused.value.status_code == 413
+    assert f"smaller than {limit} bytes" in refused.value.message
+    with pytest.raises(Exception, match="Function not found") as passed_on:
+        LambdaService.invoke(SimpleNamespace(), **call, payload=b"x" * limit)
+    assert not isinstance(passed_on.value, RequestEntityTooLargeException)
+
+
+def test_another_localstack_version_is_refused_with_a_clear_message(monkeypatch, capsys) -> None:
+    monkeypatch.setattr(entry.metadata, "version", lambda _name: "4.15.0")
+    with pytest.raises(SystemExit) as exit_:
+        entry.main()
+    assert exit_.value.code == 2
+    message = capsys.readouterr().err
+    assert "4.15.0" in message and entry.PATCHED_LOCALSTACK_VERSION in message
+    assert "make deps" in message and "Traceback" not in message
