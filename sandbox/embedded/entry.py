@@ -16,9 +16,8 @@ from typing import Any
 
 from localstack.utils.patch import Patch
 
-from sandbox.embedded.launcher import PRESTART_BACKENDS
-
 PATCHED_LOCALSTACK_VERSION = "4.14.0"
+PRESTART_BACKENDS = "SANDBOX_PRESTART_BACKENDS"  # "1": start DynamoDB Local and kinesis-mock now
 
 # DynamoDB Local serves one developer: the client compiler alone and the serial collector
 # start it sooner and leave it smaller and quieter when idle than the server defaults.

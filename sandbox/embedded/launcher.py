@@ -20,11 +20,14 @@ from pathlib import Path
 
 from sandbox import settings
 from sandbox.embedded import dynamodb_local
-from sandbox.embedded.entry import WrongLocalStackVersion, check_localstack_version
+from sandbox.embedded.entry import (
+    PRESTART_BACKENDS,
+    WrongLocalStackVersion,
+    check_localstack_version,
+)
 from sandbox.health import port_in_use, wait_healthy
 
 EXECUTOR_NAME = "local-process"
-PRESTART_BACKENDS = "SANDBOX_PRESTART_BACKENDS"  # read by entry.py
 
 
 @dataclass
