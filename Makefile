@@ -57,7 +57,7 @@ scenario: deps ## Run one pattern's scenario (and write the report): make scenar
 scenarios: deps ## Run every scenario, then write the report
 	@$(PY) -m sandbox scenario all
 
-test: deps ## Run all tests: unit, browser, and integration against the sandbox (started if none runs); writes the report
+test: deps lint ## Lint, then all tests: unit, browser, and integration against the sandbox (started if none runs); writes the report
 	@$(PY) -m pytest; status=$$?; $(PY) -m sandbox report; exit $$status
 
 report: deps ## Write .sandbox/reports/index.html: every scenario's last run on a timeline
