@@ -7,6 +7,7 @@ import base64
 import json
 import re
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,31 @@ def test_what_the_handler_prints_reaches_cloudwatch_logs(aws: Aws, make_function
         return [e["message"] for e in events if marker in e["message"]]
 
     assert await_value(lines, timeout=15, waiting_for=f"{marker} in CloudWatch Logs")
+
+
+def test_invocations_and_errors_reach_cloudwatch_metrics(aws: Aws, make_function) -> None:
+    """Counted per function and published together, the sums are one per invocation."""
+    name = make_function()
+    for _ in range(3):
+        invoke(aws, name)
+    invoke(aws, name, {"fail": "boom"})
+    cloudwatch = aws.client("cloudwatch")
+
+    def total(metric: str) -> float:
+        now = datetime.now(UTC)
+        datapoints = cloudwatch.get_metric_statistics(
+            Namespace="AWS/Lambda",
+            MetricName=metric,
+            Dimensions=[{"Name": "FunctionName", "Value": name}],
+            StartTime=now - timedelta(minutes=5),
+            EndTime=now + timedelta(minutes=1),
+            Period=60,
+            Statistics=["Sum"],
+        )["Datapoints"]
+        return sum(point["Sum"] for point in datapoints)
+
+    await_value(lambda: total("Invocations"), until=lambda n: n == 4, timeout=15)
+    assert total("Errors") == 1
 
 
 def test_a_failing_async_invocation_is_retried_then_sent_to_the_dlq(
