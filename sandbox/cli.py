@@ -59,7 +59,7 @@ def cmd_up(_: argparse.Namespace) -> int:
     mode = modes.choose()
     print(f"Sandbox: {mode.name} mode at {mode.endpoint}")
     print(f"Sandbox: {mode.start()}")
-    _provision(Aws(mode.endpoint), catalogue(), skip_unchanged=True)
+    provision_patterns(Aws(mode.endpoint), catalogue(), skip_unchanged=True)
     _print_table(catalogue())
     return 0
 
@@ -97,7 +97,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     patterns = catalogue() if args.slug == "all" else [find(args.slug)]
-    _provision(_aws_for_running_sandbox(), patterns)
+    provision_patterns(_aws_for_running_sandbox(), patterns)
     return 0
 
 
@@ -171,7 +171,7 @@ class ProvisioningFailed(RuntimeError):
     """One or more patterns could not be provisioned; the message names each and why."""
 
 
-def _provision(aws: Aws, patterns: list[Pattern], *, skip_unchanged: bool = False) -> None:
+def provision_patterns(aws: Aws, patterns: list[Pattern], *, skip_unchanged: bool = False) -> None:
     """Provision the patterns side by side, a line each as it finishes, then the total. With
     `skip_unchanged`, a pattern already provisioned from the same sources in this LocalStack
     session is left as it is (`make bootstrap` checks every resource again)."""

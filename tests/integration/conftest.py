@@ -9,7 +9,9 @@ import pytest
 
 from sandbox import modes
 from sandbox.aws import Aws
+from sandbox.cli import provision_patterns
 from sandbox.health import health
+from sandbox.patterns import catalogue
 
 
 @pytest.fixture(scope="session")
@@ -22,6 +24,9 @@ def sandbox() -> Iterator[modes.Mode]:
         pytest.fail(f"SANDBOX_MODE=external, but nothing answers at {mode.endpoint}")
     mode.start()
     try:
+        # As `make up` does: every pattern provisioned before the scenarios run side by side,
+        # so their first minutes are not also LocalStack loading every service at once.
+        provision_patterns(Aws(mode.endpoint), catalogue())
         yield mode
     finally:
         mode.stop()
