@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -45,16 +46,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         posted = requests.post(
             f"{res.api.url}/requests", json={"text": text, "work_ms": WORK_MS}, timeout=10
         )
-        took = time.monotonic() - began
+        answered_at = datetime.now(UTC)
         s.check("status code", expected=202, seen=posted.status_code)
         request_id = posted.json().get("id")
         s.check_that("an id came back", bool(request_id), expected="a request id", seen=request_id)
-        s.check_that(
-            "answered before the work could be done",
-            took < WORK_MS / 1000,
-            expected=f"< {WORK_MS / 1000:g} s",
-            seen=f"{took:.2f} s",
-        )
+        s.note(f"answered in {time.monotonic() - began:.2f} s (the work takes {WORK_MS} ms)")
 
     with s.step("Status goes PENDING -> COMPLETE; result is 404 until done, then 200"):
         statuses: list[str] = []
@@ -92,6 +88,14 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         expected = {"words": len(text.split()), "characters": len(text), "upper": text.upper()}
         s.check("result", expected=expected, seen=body["result"])
         completed_at = status(request_id).json()["completed_at"]
+        # Compared with the worker's own clock reading, not a duration: a slow cold start
+        # must not fail it, an API that waited for the work must.
+        s.check_that(
+            "the POST was answered before the work was done",
+            answered_at < datetime.fromisoformat(completed_at),
+            expected=f"an answer before completed_at {completed_at}",
+            seen=answered_at.isoformat(timespec="milliseconds"),
+        )
 
     with s.step("The topic's subscriber gets exactly one completion message carrying the id"):
         await_value(
