@@ -8,7 +8,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,16 +17,9 @@ import pytest
 from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
 
 from sandbox.executor import executor, protocol
+from sandbox.harness import await_value
 
 WAIT_S = 10.0
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"still waiting after {timeout} s for {what}")
-        time.sleep(0.05)
 
 
 def alive(pid: int) -> bool:
@@ -83,7 +76,12 @@ def test_a_killed_environment_takes_its_handlers_children_with_it(
     assert alive(child)
     process.kill()
     assert next_message(process) == {"type": "exit", "returncode": -signal.SIGKILL}
-    wait_until(lambda: not alive(child), f"the handler's child {child} to end")
+    await_value(
+        lambda: not alive(child),
+        timeout=WAIT_S,
+        interval=0.05,
+        waiting_for=f"the handler's child {child} to end",
+    )
 
 
 def test_a_node_environment_takes_its_handlers_children_with_it(tmp_path: Path) -> None:
@@ -102,7 +100,12 @@ def test_a_node_environment_takes_its_handlers_children_with_it(tmp_path: Path) 
     child = json.loads(next_message(process)["payload"])
     process.kill()
     assert next_message(process) == {"type": "exit", "returncode": -signal.SIGKILL}
-    wait_until(lambda: not alive(child), f"the handler's child {child} to end")
+    await_value(
+        lambda: not alive(child),
+        timeout=WAIT_S,
+        interval=0.05,
+        waiting_for=f"the handler's child {child} to end",
+    )
 
 
 def test_a_forked_environments_exit_code_is_reported(
@@ -230,4 +233,9 @@ def test_an_environment_started_after_stop_is_ended_at_once(
     with pytest.raises(StatusErrorException):
         environment_executor.start({"_HANDLER": "app.handler"})
     assert next_message(forked[0])["type"] == "exit"
-    wait_until(lambda: not alive(forked[0].pid), "the late environment to end")
+    await_value(
+        lambda: not alive(forked[0].pid),
+        timeout=WAIT_S,
+        interval=0.05,
+        waiting_for="the late environment to end",
+    )
