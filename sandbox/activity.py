@@ -17,6 +17,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from sandbox import observe
 from sandbox.aws import Aws
 
 MAX_EXECUTIONS = 40  # per run: enough for any scenario's own, bounded for the report
@@ -25,7 +26,6 @@ MAX_LOG_EVENTS = 5000  # per function per run
 # out of a DLQ within one interval of its arrival can be missed (its check still shows it).
 DLQ_SAMPLE_INTERVAL = 1.0  # s; each sample asks every DLQ of the pattern for its depth
 LOG_DELIVERY_SLACK = 5.0  # seconds after the run in which its last log lines may be stamped
-DLQ_COUNTS = ("ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible")
 
 _START = re.compile(r"START RequestId: (\S+)")
 _REPORT = re.compile(r"REPORT RequestId: (\S+)\s+Duration: ([\d.]+) ms")
@@ -57,15 +57,6 @@ def dlq_urls(aws: Aws, slug: str) -> dict[str, str]:
     }
 
 
-def queue_depth(aws: Aws, url: str) -> int:
-    """Messages in the queue, visible or in flight (a scenario looking at a DLQ message
-    holds it in flight); read from the attributes, never by receiving."""
-    attributes = aws.client("sqs").get_queue_attributes(
-        QueueUrl=url, AttributeNames=list(DLQ_COUNTS)
-    )["Attributes"]
-    return sum(int(attributes.get(name, 0)) for name in DLQ_COUNTS)
-
-
 class DlqWatch:
     """Samples the depth of the pattern's DLQs while a run goes on, so a message that
     reaches a DLQ shows when it arrived even if the scenario then deletes it."""
@@ -95,7 +86,7 @@ class DlqWatch:
 
     def _first(self) -> None:
         self._urls = dlq_urls(self._aws, self._slug)
-        self._last = {name: queue_depth(self._aws, url) for name, url in self._urls.items()}
+        self._last = {name: observe.depth(self._aws, url) for name, url in self._urls.items()}
 
     def _watch(self) -> None:
         while not self._stop.wait(DLQ_SAMPLE_INTERVAL):
@@ -117,7 +108,7 @@ class DlqWatch:
             self._sample(name, url)
 
     def _sample(self, name: str, url: str) -> None:
-        depth = queue_depth(self._aws, url)
+        depth = observe.depth(self._aws, url)
         added = depth - self._last.get(name, 0)
         if added > 0:
             self.arrivals[name].append({"at": round(time.time(), 3), "count": added})

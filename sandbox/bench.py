@@ -267,17 +267,22 @@ def break_down_pipeline(figures: Figures, stored: list[dict[str, Any]], sent_at:
     figures.put_in_function_ms = sum(b[-1] - b[0] for b in batches) / max(puts_within, 1) * 1000
 
 
+def kind_of(pid: int) -> str:
+    """The PROCESS_KINDS kind of a process, from its command line (OSError once it ended)."""
+    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    return next((kind for kind, marker in PROCESS_KINDS if marker in command), "other")
+
+
 def memory_by_kind(instance: str) -> dict[str, tuple[int, float]]:
     """(processes, MB of VmRSS) per kind of process of this sandbox."""
     totals: dict[str, tuple[int, float]] = {}
     for pid in processes_of(instance):
         try:
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            kind = kind_of(pid)
             status = Path(f"/proc/{pid}/status").read_text().splitlines()
         except OSError:
             continue  # it ended meanwhile
         rss_kb = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
-        kind = next((k for k, marker in PROCESS_KINDS if marker in command), "other")
         count, mb = totals.get(kind, (0, 0.0))
         totals[kind] = (count + 1, mb + rss_kb / 1024)
     return totals

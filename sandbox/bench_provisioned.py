@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sandbox import provision, settings
 from sandbox.aws import Aws
-from sandbox.bench import IDLE_WINDOW_S, PROCESS_KINDS, create_function, elapsed_ms, invoke
+from sandbox.bench import IDLE_WINDOW_S, create_function, elapsed_ms, invoke, kind_of
 from sandbox.embedded.launcher import EmbeddedSandbox, processes_of
 from sandbox.harness import await_value, unique_name
 from sandbox.health import free_port
@@ -94,23 +94,21 @@ def idle_cpu(instance: str, window_s: float) -> dict[str, float]:
     time.sleep(window_s)
     after = _cpu_ticks(instance)
     by_kind: dict[str, float] = {}
-    for pid, (command, used) in after.items():
-        kind = next((k for k, marker in PROCESS_KINDS if marker in command), "other")
-        spent = used - before.get(pid, (command, 0))[1]
+    for pid, (kind, used) in after.items():
+        spent = used - before.get(pid, (kind, 0))[1]
         by_kind[kind] = by_kind.get(kind, 0.0) + spent / ticks / window_s * 100
     return by_kind
 
 
 def _cpu_ticks(instance: str) -> dict[int, tuple[str, int]]:
-    """Per process: its command line and the user + system ticks it has used."""
+    """Per process: its kind and the user + system ticks it has used."""
     found = {}
     for pid in processes_of(instance):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            found[pid] = (kind_of(pid), int(fields[11]) + int(fields[12]))
         except OSError:
             continue  # it ended meanwhile
-        found[pid] = (command, int(fields[11]) + int(fields[12]))
     return found
 
 
