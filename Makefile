@@ -78,7 +78,7 @@ bench: deps ## Print performance figures with their targets (SUITE=1 also times 
 lint: deps ## ruff and mypy
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
-	$(PY) -m mypy sandbox
+	$(PY) -m mypy sandbox scenarios bootstrap
 
 lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
 	@{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new

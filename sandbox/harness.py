@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, overload
 
 T = TypeVar("T")
 ENGINE_LIMITS = "docs/engine-limits.md"
@@ -35,14 +35,35 @@ def unique_name(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def await_value(
-    probe: Callable[[], T],
+@overload
+def await_value[T](
+    probe: Callable[[], T | None],
     *,
-    until: Callable[[T], bool] = bool,
     timeout: float = 20,
     interval: float = 0.2,
     waiting_for: str = "condition",
-) -> T:
+) -> T: ...
+
+
+@overload
+def await_value(
+    probe: Callable[[], T],
+    *,
+    until: Callable[[T], bool],
+    timeout: float = 20,
+    interval: float = 0.2,
+    waiting_for: str = "condition",
+) -> T: ...
+
+
+def await_value(
+    probe: Callable[[], Any],
+    *,
+    until: Callable[[Any], bool] = bool,
+    timeout: float = 20,
+    interval: float = 0.2,
+    waiting_for: str = "condition",
+) -> Any:
     """Call `probe` every `interval` s until `until(value)` holds; return that value. After
     `timeout` s raise WaitTimedOut with the last value seen."""
     deadline = time.monotonic() + timeout

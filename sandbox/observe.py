@@ -163,7 +163,7 @@ def depth(aws: Aws, queue_url: str) -> int:
 
 
 def check_dead_lettered(
-    s: Scenario,
+    scenario: Scenario,
     aws: Aws,
     dlq: Queue,
     match: Callable[[Message], bool],
@@ -182,7 +182,7 @@ def check_dead_lettered(
         waiting_for=f"the failing message in {dlq.name}",
     )
     receives = int(dead["Attributes"]["ApproximateReceiveCount"])
-    s.check_that(
+    scenario.check_that(
         "times it was received before the move",
         receives >= max_receive_count,
         expected=f">= {max_receive_count} (maxReceiveCount)",
@@ -198,7 +198,7 @@ def check_dead_lettered(
 
 
 def check_nothing_lost(
-    s: Scenario,
+    scenario: Scenario,
     aws: Aws,
     *,
     sent: int,
@@ -211,7 +211,7 @@ def check_nothing_lost(
     pattern puts its results (a table, a downstream) and `rejected` from the answers; the
     dead-lettered term is read here from the DLQ itself (this run's messages, taken out)."""
     dead = len(take_all(aws, dlq.url, of_run))
-    s.check_that(
+    scenario.check_that(
         "nothing lost",
         sent == processed + rejected + dead,
         expected=f"{sent} in = processed + rejected + dead-lettered",
@@ -219,13 +219,13 @@ def check_nothing_lost(
     )
 
 
-def check_schedule(s: Scenario, aws: Aws, rule: str, schedule: str) -> list[dict[str, Any]]:
+def check_schedule(scenario: Scenario, aws: Aws, rule: str, schedule: str) -> list[dict[str, Any]]:
     """Check the rule is ENABLED with this schedule expression; returns its targets for the
     caller to check (what each pattern's rule starts differs)."""
     events = aws.client("events")
     described = events.describe_rule(Name=rule)
-    s.check("schedule", expected=schedule, seen=described.get("ScheduleExpression"))
-    s.check("state", expected="ENABLED", seen=described["State"])
+    scenario.check("schedule", expected=schedule, seen=described.get("ScheduleExpression"))
+    scenario.check("state", expected="ENABLED", seen=described["State"])
     targets: list[dict[str, Any]] = events.list_targets_by_rule(Rule=rule)["Targets"]
     return targets
 
@@ -247,7 +247,7 @@ def log_lines(aws: Aws, function: str, containing: str = "") -> list[str]:
 
 
 def check_logged(
-    s: Scenario, aws: Aws, function: str, about: str, says: str, *, timeout: float = 20
+    scenario: Scenario, aws: Aws, function: str, about: str, says: str, *, timeout: float = 20
 ) -> str:
     """Wait for the function's first log line about `about` (an id of this run) and check
     it says `says`: shows the handler's logging reached CloudWatch Logs. Returns the line."""
@@ -256,7 +256,7 @@ def check_logged(
         timeout=timeout,
         waiting_for=f"a log line about {about} in /aws/lambda/{function}",
     )
-    s.check_that(
+    scenario.check_that(
         f"{function} logged {says!r} about {about}",
         says in lines[0],
         expected=f"a {says!r} line",

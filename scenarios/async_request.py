@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 
+from bootstrap.async_request import AsyncRequest
 from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
@@ -29,30 +30,32 @@ from sandbox.harness import Scenario, await_value, holds_for, unique_name
 WORK_MS = 2000
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: AsyncRequest, scenario: Scenario) -> None:
     sqs = aws.client("sqs")
     run_id = unique_name("run")
-    completions = _Completions(aws, res.subscriber.url)
+    completions = _Completions(aws, resources.subscriber.url)
 
     def status(request_id: str) -> requests.Response:
-        return requests.get(f"{res.api.url}/status/{request_id}", timeout=10)
+        return requests.get(f"{resources.api.url}/status/{request_id}", timeout=10)
 
     def result(request_id: str) -> requests.Response:
-        return requests.get(f"{res.api.url}/result/{request_id}", timeout=10)
+        return requests.get(f"{resources.api.url}/result/{request_id}", timeout=10)
 
-    with s.step("POST answers at once with an id"):
+    with scenario.step("POST answers at once with an id"):
         text = f"hello async world {run_id}"
         began = time.monotonic()
         posted = requests.post(
-            f"{res.api.url}/requests", json={"text": text, "work_ms": WORK_MS}, timeout=10
+            f"{resources.api.url}/requests", json={"text": text, "work_ms": WORK_MS}, timeout=10
         )
         answered_at = datetime.now(UTC)
-        s.check("status code", expected=202, seen=posted.status_code)
+        scenario.check("status code", expected=202, seen=posted.status_code)
         request_id = posted.json().get("id")
-        s.check_that("an id came back", bool(request_id), expected="a request id", seen=request_id)
-        s.note(f"answered in {time.monotonic() - began:.2f} s (the work takes {WORK_MS} ms)")
+        scenario.check_that(
+            "an id came back", bool(request_id), expected="a request id", seen=request_id
+        )
+        scenario.note(f"answered in {time.monotonic() - began:.2f} s (the work takes {WORK_MS} ms)")
 
-    with s.step("Status goes PENDING -> COMPLETE; result is 404 until done, then 200"):
+    with scenario.step("Status goes PENDING -> COMPLETE; result is 404 until done, then 200"):
         statuses: list[str] = []
         results: list[tuple[int, str | None]] = []
 
@@ -66,19 +69,19 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             return state == "COMPLETE" and got.status_code == 200
 
         await_value(poll, timeout=30, interval=0.1, waiting_for="status COMPLETE and result 200")
-        s.note(f"statuses seen in order: {statuses}")
-        s.check(
+        scenario.note(f"statuses seen in order: {statuses}")
+        scenario.check(
             "status transitions", expected=["PENDING", "COMPLETE"], seen=_without(statuses, "404")
         )
         codes = [code for code, _ in results]
         first_ok = codes.index(200)
-        s.check_that(
+        scenario.check_that(
             "result was 404 until it turned 200 (and stayed 200)",
             first_ok > 0 and set(codes[:first_ok]) == {404} and set(codes[first_ok:]) == {200},
             expected="404 ... 404, 200 ...",
             seen=_runs(codes),
         )
-        s.check_that(
+        scenario.check_that(
             "a 404 result said the request was PENDING",
             (404, "PENDING") in results,
             expected="(404, 'PENDING') among the result answers",
@@ -86,55 +89,65 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
         body = result(request_id).json()
         expected = {"words": len(text.split()), "characters": len(text), "upper": text.upper()}
-        s.check("result", expected=expected, seen=body["result"])
+        scenario.check("result", expected=expected, seen=body["result"])
         completed_at = status(request_id).json()["completed_at"]
         # Compared with the worker's own clock reading, not a duration: a slow cold start
         # must not fail it, an API that waited for the work must.
-        s.check_that(
+        scenario.check_that(
             "the POST was answered before the work was done",
             answered_at < datetime.fromisoformat(completed_at),
             expected=f"an answer before completed_at {completed_at}",
             seen=answered_at.isoformat(timespec="milliseconds"),
         )
 
-    with s.step("The topic's subscriber gets exactly one completion message carrying the id"):
+    with scenario.step(
+        "The topic's subscriber gets exactly one completion message carrying the id"
+    ):
         await_value(
             lambda: completions.count(request_id),
             timeout=20,
             waiting_for=f"a completion message for {request_id}",
         )
         holds_for(lambda: completions.count(request_id), until=lambda n: n == 1, duration=2)
-        s.check("completion messages for the id", expected=1, seen=completions.count(request_id))
-        s.check("message", expected="COMPLETE", seen=completions.messages[request_id][0]["status"])
+        scenario.check(
+            "completion messages for the id", expected=1, seen=completions.count(request_id)
+        )
+        scenario.check(
+            "message", expected="COMPLETE", seen=completions.messages[request_id][0]["status"]
+        )
 
-    with s.step("A redelivered request does not publish a second completion"):
+    with scenario.step("A redelivered request does not publish a second completion"):
         copy = {
             "MessageBody": json.dumps({"text": text, "work_ms": WORK_MS}),
             "MessageAttributes": {
-                res.id_attribute: {"DataType": "String", "StringValue": request_id}
+                resources.id_attribute: {"DataType": "String", "StringValue": request_id}
             },
         }
         sqs.send_message_batch(
-            QueueUrl=res.queue.url,
+            QueueUrl=resources.queue.url,
             Entries=[{"Id": "copy1", **copy}, {"Id": "copy2", **copy}],
         )
-        s.note("sent the same message twice more, as an at-least-once delivery might")
+        scenario.note("sent the same message twice more, as an at-least-once delivery might")
         await_value(
-            lambda: observe.depth(aws, res.queue.url),
+            lambda: observe.depth(aws, resources.queue.url),
             until=lambda n: n == 0,
             timeout=30,
             waiting_for="the worker to consume both copies",
         )
-        s.check("copies left in the queue", expected=0, seen=observe.depth(aws, res.queue.url))
+        scenario.check(
+            "copies left in the queue", expected=0, seen=observe.depth(aws, resources.queue.url)
+        )
         holds_for(lambda: completions.count(request_id), until=lambda n: n == 1, duration=3)
-        s.check("completion messages for the id", expected=1, seen=completions.count(request_id))
-        s.check(
+        scenario.check(
+            "completion messages for the id", expected=1, seen=completions.count(request_id)
+        )
+        scenario.check(
             "completed_at unchanged",
             expected=completed_at,
             seen=status(request_id).json()["completed_at"],
         )
 
-    with s.step("Bad input: 400 at the API, a DLQ entry for a bad message; nothing lost"):
+    with scenario.step("Bad input: 400 at the API, a DLQ entry for a bad message; nothing lost"):
         bad_bodies = [
             {"work_ms": 10},  # no text
             {"text": "x", "work_ms": 999_999},  # too much work asked
@@ -145,23 +158,23 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             good = list(
                 pool.map(
                     lambda t: requests.post(
-                        f"{res.api.url}/requests", json={"text": t}, timeout=10
+                        f"{resources.api.url}/requests", json={"text": t}, timeout=10
                     ),
                     good_texts,
                 )
             )
             bad = list(
                 pool.map(
-                    lambda b: requests.post(f"{res.api.url}/requests", json=b, timeout=10),
+                    lambda b: requests.post(f"{resources.api.url}/requests", json=b, timeout=10),
                     bad_bodies,
                 )
             )
-        s.check("valid posts", expected=[202] * 3, seen=[r.status_code for r in good])
-        s.check("invalid posts", expected=[400] * 3, seen=[r.status_code for r in bad])
-        s.note(f"LocalStack's validator says only: {bad[0].json()}")
+        scenario.check("valid posts", expected=[202] * 3, seen=[r.status_code for r in good])
+        scenario.check("invalid posts", expected=[400] * 3, seen=[r.status_code for r in bad])
+        scenario.note(f"LocalStack's validator says only: {bad[0].json()}")
         stray = f"not sent through the API {run_id}"
-        sqs.send_message(QueueUrl=res.queue.url, MessageBody=json.dumps({"text": stray}))
-        s.note("put a message on the queue directly: it carries no request id")
+        sqs.send_message(QueueUrl=resources.queue.url, MessageBody=json.dumps({"text": stray}))
+        scenario.note("put a message on the queue directly: it carries no request id")
 
         ids = [r.json()["id"] for r in good]
         done = await_value(
@@ -171,11 +184,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             waiting_for="the three valid requests to complete",
         )
         observe.check_dead_lettered(
-            s,
+            scenario,
             aws,
-            res.dlq,
+            resources.dlq,
             lambda message: stray in message["Body"],
-            max_receive_count=res.max_receive_count,
+            max_receive_count=resources.max_receive_count,
             keep=True,
         )
         await_value(
@@ -184,12 +197,12 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             waiting_for="one completion message per valid request",
         )
         observe.check_nothing_lost(
-            s,
+            scenario,
             aws,
             sent=len(good) + len(bad) + 1,  # the stray message went straight onto the queue
             processed=len(done),
             rejected=sum(r.status_code == 400 for r in bad),
-            dlq=res.dlq,
+            dlq=resources.dlq,
             of_run=lambda message: stray in message["Body"]
             or any(i in message["Body"] for i in ids),
         )

@@ -16,6 +16,7 @@ import json
 import math
 from typing import Any
 
+from bootstrap.batch_processing import BatchProcessing
 from sandbox import executions, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
@@ -23,22 +24,22 @@ from sandbox.harness import Scenario, await_value, holds_for, unique_name
 TOTAL, CHUNK_SIZE = 23, 5
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
     sqs, dynamodb, s3 = aws.client("sqs"), aws.client("dynamodb"), aws.client("s3")
     run_id = unique_name("batch")
 
     def attempts(message_id: str) -> int:
-        item = dynamodb.get_item(TableName=res.attempts_table, Key={"id": {"S": message_id}})
+        item = dynamodb.get_item(TableName=resources.attempts_table, Key={"id": {"S": message_id}})
         return int(item.get("Item", {}).get("attempts", {}).get("N", 0))
 
     def writes(record_id: str) -> int:
-        item = dynamodb.get_item(TableName=res.records_table, Key={"id": {"S": record_id}})
+        item = dynamodb.get_item(TableName=resources.records_table, Key={"id": {"S": record_id}})
         return int(item.get("Item", {}).get("writes", {}).get("N", 0))
 
     valid_ids = [f"{run_id}-sqs-{i}" for i in range(6)]
     flaky_id = f"{run_id}-sqs-flaky"
     bad_body = f"not a record {run_id}"
-    with s.step("An SQS batch with partial failures: only the failed records are retried"):
+    with scenario.step("An SQS batch with partial failures: only the failed records are retried"):
         entries = [
             {"Id": f"v{i}", "MessageBody": json.dumps({"id": rid, "amount": i})}
             for i, rid in enumerate(valid_ids)
@@ -50,123 +51,135 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             }
         )
         entries.append({"Id": "bad", "MessageBody": bad_body})
-        sent = sqs.send_message_batch(QueueUrl=res.queue.url, Entries=entries)
-        s.check("messages accepted", expected=len(entries), seen=len(sent.get("Successful", [])))
+        sent = sqs.send_message_batch(QueueUrl=resources.queue.url, Entries=entries)
+        scenario.check(
+            "messages accepted", expected=len(entries), seen=len(sent.get("Successful", []))
+        )
         message_ids = {e["Id"]: e["MessageId"] for e in sent["Successful"]}
-        s.note(f"sent {len(valid_ids)} valid, 1 failing once (simulated), 1 malformed")
+        scenario.note(f"sent {len(valid_ids)} valid, 1 failing once (simulated), 1 malformed")
 
         await_value(
             lambda: writes(flaky_id),
             timeout=45,
             waiting_for="the record that failed once to be written on its retry",
         )
-        s.check("the failing record's attempts", expected=2, seen=attempts(message_ids["flaky"]))
+        scenario.check(
+            "the failing record's attempts", expected=2, seen=attempts(message_ids["flaky"])
+        )
         dead = await_value(
-            lambda: observe.find(aws, res.dlq.url, observe.with_body(bad_body)),
+            lambda: observe.find(aws, resources.dlq.url, observe.with_body(bad_body)),
             timeout=45,
             waiting_for="the malformed message in the DLQ",
         )
         sqs.change_message_visibility(  # back for the tally below, which reads the DLQ
-            QueueUrl=res.dlq.url, ReceiptHandle=dead["ReceiptHandle"], VisibilityTimeout=0
+            QueueUrl=resources.dlq.url, ReceiptHandle=dead["ReceiptHandle"], VisibilityTimeout=0
         )
-        s.check(
+        scenario.check(
             "the malformed message's attempts before the DLQ",
-            expected=res.max_receive_count,
+            expected=resources.max_receive_count,
             seen=attempts(message_ids["bad"]),
         )
         first_batch = dynamodb.get_item(
-            TableName=res.attempts_table, Key={"id": {"S": message_ids["flaky"]}}
+            TableName=resources.attempts_table, Key={"id": {"S": message_ids["flaky"]}}
         )["Item"]["first_batch_size"]["N"]
-        s.check_that(
+        scenario.check_that(
             "size of the batch the failing record first came in",
             int(first_batch) > 1,
             expected="more than 1 (it failed alone, not its batch)",
             seen=int(first_batch),
         )
         valid_attempts = [attempts(message_ids[f"v{i}"]) for i in range(len(valid_ids))]
-        s.check("attempts of each valid record", expected=[1] * len(valid_ids), seen=valid_attempts)
-        s.check(
+        scenario.check(
+            "attempts of each valid record", expected=[1] * len(valid_ids), seen=valid_attempts
+        )
+        scenario.check(
             "writes of each valid record",
             expected=[1] * (len(valid_ids) + 1),
             seen=[writes(rid) for rid in [*valid_ids, flaky_id]],
         )
         observe.check_nothing_lost(
-            s,
+            scenario,
             aws,
             sent=len(entries),
             processed=sum(writes(rid) for rid in [*valid_ids, flaky_id]),
-            dlq=res.dlq,
+            dlq=resources.dlq,
             of_run=lambda message: run_id in message["Body"],
         )
 
-    with s.step("A record delivered again is not written again (idempotency)"):
+    with scenario.step("A record delivered again is not written again (idempotency)"):
         again = sqs.send_message(
-            QueueUrl=res.queue.url, MessageBody=json.dumps({"id": valid_ids[0], "amount": 0})
+            QueueUrl=resources.queue.url, MessageBody=json.dumps({"id": valid_ids[0], "amount": 0})
         )["MessageId"]
         await_value(lambda: attempts(again), timeout=45, waiting_for="the redelivered record")
         holds_for(lambda: writes(valid_ids[0]), until=lambda n: n == 1, duration=2)
-        s.check("writes of the record delivered twice", expected=1, seen=writes(valid_ids[0]))
-        s.check("the second delivery's attempts", expected=1, seen=attempts(again))
+        scenario.check(
+            "writes of the record delivered twice", expected=1, seen=writes(valid_ids[0])
+        )
+        scenario.check("the second delivery's attempts", expected=1, seen=attempts(again))
 
     records, invalid_ids = _job_records(run_id)
     key = f"{run_id}/input.json"
-    s3.put_object(Bucket=res.bucket, Key=key, Body=json.dumps(records).encode())
-    job = {"bucket": res.bucket, "key": key, "chunk_size": CHUNK_SIZE}
+    s3.put_object(Bucket=resources.bucket, Key=key, Body=json.dumps(records).encode())
+    job = {"bucket": resources.bucket, "key": key, "chunk_size": CHUNK_SIZE}
     chunks = math.ceil(TOTAL / CHUNK_SIZE)
     valid = [r["id"] for r in records if r.get("id") and r["id"] not in invalid_ids]
-    with s.step(f"Step Functions: {TOTAL} records at chunk size {CHUNK_SIZE} -> {chunks} chunks"):
-        done = executions.run(aws, res.state_machine_arn, job, timeout=60)
-        s.check("execution", expected="SUCCEEDED", seen=done.status)
-        s.check(
+    with scenario.step(
+        f"Step Functions: {TOTAL} records at chunk size {CHUNK_SIZE} -> {chunks} chunks"
+    ):
+        done = executions.run(aws, resources.state_machine_arn, job, timeout=60)
+        scenario.check("execution", expected="SUCCEEDED", seen=done.status)
+        scenario.check(
             "Map iterations in the history", expected=chunks, seen=done.count("MapIterationStarted")
         )
-        s.check(
+        scenario.check(
             "chunk runs in the history", expected=chunks, seen=done.entered.count("ProcessChunk")
         )
         report = done.output
-        s.check("records in the report", expected=TOTAL, seen=report["records"])
-        s.check(
+        scenario.check("records in the report", expected=TOTAL, seen=report["records"])
+        scenario.check(
             "invalid records reported",
             expected=sorted(invalid_ids),
             seen=sorted(entry["id"] for entry in report["invalid"]),
         )
-        s.note("reasons: " + "; ".join(entry["reason"] for entry in report["invalid"]))
-        s.check(
+        scenario.note("reasons: " + "; ".join(entry["reason"] for entry in report["invalid"]))
+        scenario.check(
             "records = written + rejected",
             expected=TOTAL,
             seen=report["written"] + report["rejected"],
         )
-        s.check(
+        scenario.check(
             "valid records written once each",
             expected=[1] * len(valid),
             seen=[writes(r) for r in valid],
         )
-        s.check(
+        scenario.check(
             "invalid records written",
             expected=[0] * len(invalid_ids),
             seen=[writes(r) for r in invalid_ids],
         )
 
-    with s.step("The same job run again writes nothing twice"):
-        again_done = executions.run(aws, res.state_machine_arn, job, timeout=60)
-        s.check("execution", expected="SUCCEEDED", seen=again_done.status)
-        s.check(
+    with scenario.step("The same job run again writes nothing twice"):
+        again_done = executions.run(aws, resources.state_machine_arn, job, timeout=60)
+        scenario.check("execution", expected="SUCCEEDED", seen=again_done.status)
+        scenario.check(
             "valid records still written once",
             expected=[1] * len(valid),
             seen=[writes(r) for r in valid],
         )
 
-    with s.step("An unusable input (chunk size 0) fails through the Catch, saying why"):
-        failed = executions.run(aws, res.state_machine_arn, {**job, "chunk_size": 0}, timeout=60)
-        s.check("execution", expected="FAILED", seen=failed.status)
-        s.check("error", expected="InvalidInput", seen=failed.error)
-        s.check_that(
+    with scenario.step("An unusable input (chunk size 0) fails through the Catch, saying why"):
+        failed = executions.run(
+            aws, resources.state_machine_arn, {**job, "chunk_size": 0}, timeout=60
+        )
+        scenario.check("execution", expected="FAILED", seen=failed.status)
+        scenario.check("error", expected="InvalidInput", seen=failed.error)
+        scenario.check_that(
             "the cause names the problem",
             "chunk_size must be a positive integer" in (failed.cause or ""),
             expected="chunk_size must be a positive integer",
             seen=failed.cause,
         )
-        s.check_that(
+        scenario.check_that(
             "states entered",
             "RejectInput" in failed.entered and "ProcessChunks" not in failed.entered,
             expected="Split then RejectInput (the Catch), no chunks",

@@ -17,6 +17,7 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
+from bootstrap.business_rules import BusinessRules
 from sandbox import executions
 from sandbox.aws import Aws
 from sandbox.executions import Execution
@@ -72,7 +73,7 @@ REQUESTS = [
 ]
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
     run_id = unique_name("br")
     audited: list[str] = []
@@ -80,7 +81,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def audit_row(request_id: str) -> dict[str, Any] | None:
         item = dynamodb.get_item(
-            TableName=res.audit_table, Key={"requestId": {"S": request_id}}, ConsistentRead=True
+            TableName=resources.audit_table,
+            Key={"requestId": {"S": request_id}},
+            ConsistentRead=True,
         ).get("Item")
         return {k: deserialize(v) for k, v in item.items()} if item else None
 
@@ -92,19 +95,19 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         audited.extend(f"{run_id}-{case}" for case in cases)
         return {case: executions.finish(aws, arn, timeout=60) for case, arn in started.items()}
 
-    with s.step("The rules live in DynamoDB (seeded by the bootstrap)"):
+    with scenario.step("The rules live in DynamoDB (seeded by the bootstrap)"):
         item = dynamodb.get_item(
-            TableName=res.rules_table, Key={"ruleSet": {"S": "purchase-approval"}}
+            TableName=resources.rules_table, Key={"ruleSet": {"S": "purchase-approval"}}
         ).get("Item")
-        s.check_that(
+        scenario.check_that(
             "rule set purchase-approval stored",
             item is not None,
             expected="an item",
             seen="an item" if item else None,
         )
         rule_set = {k: deserialize(v) for k, v in item.items()}
-        s.check("version", expected=3, seen=int(rule_set["version"]))
-        s.check(
+        scenario.check("version", expected=3, seen=int(rule_set["version"]))
+        scenario.check(
             "rules, in order",
             expected=[
                 "blocked-category",
@@ -114,9 +117,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             ],
             seen=[r["id"] for r in rule_set["rules"]],
         )
-        s.check("default decision", expected="APPROVED", seen=rule_set["default"]["decision"])
+        scenario.check(
+            "default decision", expected="APPROVED", seen=rule_set["default"]["decision"]
+        )
 
-    with s.step(
+    with scenario.step(
         f"{len(REQUESTS)} requests, started together, each get the decision their rules give"
     ):
         done = start_all(
@@ -124,25 +129,27 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 case: {"ruleSet": "purchase-approval", "facts": facts}
                 for case, facts, _, _ in REQUESTS
             },
-            res.state_machine,
+            resources.state_machine,
         )
         for case, facts, decision, rule in REQUESTS:
             execution = done[case]
-            s.note(f"{case}: {facts}")
-            s.check(f"{case}: status", expected="SUCCEEDED", seen=execution.status)
-            s.check(
+            scenario.note(f"{case}: {facts}")
+            scenario.check(f"{case}: status", expected="SUCCEEDED", seen=execution.status)
+            scenario.check(
                 f"{case}: decision (rule)",
                 expected=(decision, rule),
                 seen=(execution.output["decision"], execution.output["ruleId"]),
             )
-            s.check(
+            scenario.check(
                 f"{case}: states entered",
                 expected=[*DECIDED_PATH, END_STATE[decision]],
                 seen=execution.entered,
             )
-            s.check(f"{case}: tasks scheduled", expected=4, seen=execution.count("TaskScheduled"))
+            scenario.check(
+                f"{case}: tasks scheduled", expected=4, seen=execution.count("TaskScheduled")
+            )
             row = audit_row(f"{run_id}-{case}") or {}
-            s.check(
+            scenario.check(
                 f"{case}: audit row",
                 expected=("DECIDED", decision, rule, 3),
                 seen=(
@@ -153,7 +160,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 ),
             )
 
-    with s.step("Rules are data: a rule set written now decides the next request"):
+    with scenario.step("Rules are data: a rule set written now decides the next request"):
         strict = f"purchase-approval-strict-{run_id}"
         facts = {"amount": 50, "category": "books", "customerTier": "standard"}
         serialize = TypeSerializer().serialize
@@ -172,21 +179,21 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             "default": {"decision": "MANUAL_REVIEW", "reason": "everything else is reviewed"},
         }
         dynamodb.put_item(
-            TableName=res.rules_table, Item={k: serialize(v) for k, v in strict_rules.items()}
+            TableName=resources.rules_table, Item={k: serialize(v) for k, v in strict_rules.items()}
         )
-        s.note(f"put rule set {strict}: amount <= 20 approved, anything else reviewed")
+        scenario.note(f"put rule set {strict}: amount <= 20 approved, anything else reviewed")
         try:
             execution = start_all(
-                {"strict": {"ruleSet": strict, "facts": facts}}, res.state_machine
+                {"strict": {"ruleSet": strict, "facts": facts}}, resources.state_machine
             )["strict"]
         finally:
-            dynamodb.delete_item(TableName=res.rules_table, Key={"ruleSet": {"S": strict}})
-        s.check(
+            dynamodb.delete_item(TableName=resources.rules_table, Key={"ruleSet": {"S": strict}})
+        scenario.check(
             "the small request seen before as APPROVED is now",
             expected="MANUAL_REVIEW",
             seen=execution.output["decision"],
         )
-        s.check(
+        scenario.check(
             "decided by",
             expected=("default", strict, 1),
             seen=(
@@ -195,7 +202,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 execution.output["ruleSetVersion"],
             ),
         )
-        s.check("states entered", expected=[*DECIDED_PATH, "SentToReview"], seen=execution.entered)
+        scenario.check(
+            "states entered", expected=[*DECIDED_PATH, "SentToReview"], seen=execution.entered
+        )
 
     bad = {
         # case: (input, the state that fails, the error it raises)
@@ -215,45 +224,47 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             "UnknownRuleSet",
         ),
     }
-    with s.step("Bad input fails in a named state, takes its Catch, and is audited as REJECTED"):
+    with scenario.step(
+        "Bad input fails in a named state, takes its Catch, and is audited as REJECTED"
+    ):
         done = start_all(
-            {case: payload for case, (payload, _, _) in bad.items()}, res.state_machine
+            {case: payload for case, (payload, _, _) in bad.items()}, resources.state_machine
         )
         for case, (payload, failing_state, error) in bad.items():
             execution = done[case]
-            s.note(f"{case}: input {payload!r}")
-            s.check(
+            scenario.note(f"{case}: input {payload!r}")
+            scenario.check(
                 f"{case}: status and error",
                 expected=("FAILED", "RequestRejected"),
                 seen=(execution.status, execution.error),
             )
-            s.check_that(
+            scenario.check_that(
                 f"{case}: cause names the error",
                 (execution.cause or "").startswith(f"{error}: "),
                 expected=f"'{error}: ...'",
                 seen=(execution.cause or "")[:90],
             )
             path = DECIDED_PATH[: DECIDED_PATH.index(failing_state) + 1]
-            s.check(
+            scenario.check(
                 f"{case}: states entered",
                 expected=[*path, "RecordRejection", "RequestRejected"],
                 seen=execution.entered,
             )
-            s.check(
+            scenario.check(
                 f"{case}: Catch taken",
                 expected=(failing_state, error, "RecordRejection"),
                 seen=execution.catch_taken(),
             )
             row = audit_row(f"{run_id}-{case}") or {}
-            s.check(
+            scenario.check(
                 f"{case}: audit row (outcome, error, has a decision)",
                 expected=("REJECTED", error, False),
                 seen=(row.get("outcome"), row.get("error"), "decision" in row),
             )
 
-    with s.step("Exactly one audit row per request, and nothing else"):
-        rows = _audit_ids(dynamodb, res.audit_table, run_id)
-        s.check("audit rows of this run", expected=sorted(audited), seen=sorted(rows))
+    with scenario.step("Exactly one audit row per request, and nothing else"):
+        rows = _audit_ids(dynamodb, resources.audit_table, run_id)
+        scenario.check("audit rows of this run", expected=sorted(audited), seen=sorted(rows))
 
 
 def _audit_ids(dynamodb: Any, table: str, run_id: str) -> list[str]:

@@ -15,30 +15,35 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bootstrap.callback import Callback
 from sandbox import executions, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
     sfn = aws.client("stepfunctions")
     run_id = unique_name("cb")
 
-    with s.step("Input without an orderId fails in 'Invalid Order'"):
-        done = executions.run(aws, res.state_machine, {"order": run_id})
-        s.note(f"entered: {' → '.join(done.entered)}")
-        s.check("status", expected="FAILED", seen=done.status)
-        s.check("error", expected="InvalidOrder", seen=done.error)
-        s.check("last state entered", expected="Invalid Order", seen=done.entered[-1])
-        s.check("tasks scheduled (no work sent)", expected=0, seen=done.count("TaskScheduled"))
+    with scenario.step("Input without an orderId fails in 'Invalid Order'"):
+        done = executions.run(aws, resources.state_machine, {"order": run_id})
+        scenario.note(f"entered: {' → '.join(done.entered)}")
+        scenario.check("status", expected="FAILED", seen=done.status)
+        scenario.check("error", expected="InvalidOrder", seen=done.error)
+        scenario.check("last state entered", expected="Invalid Order", seen=done.entered[-1])
+        scenario.check(
+            "tasks scheduled (no work sent)", expected=0, seen=done.count("TaskScheduled")
+        )
 
     orders = {kind: f"{run_id}-{kind}" for kind in ("approved", "rejected", "abandoned")}
-    with s.step(
+    with scenario.step(
         "Three orders are dispatched; the worker rejects one at once, abandons one and "
         "starts working on one (heartbeat)"
     ):
         started = {
-            kind: executions.start(aws, res.state_machine, {"orderId": order, "items": [kind]})
+            kind: executions.start(
+                aws, resources.state_machine, {"orderId": order, "items": [kind]}
+            )
             for kind, order in orders.items()
         }
         inbox: dict[str, dict[str, Any]] = {}
@@ -56,7 +61,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             return json.loads(message["Body"]).get("orderId") in orders.values()
 
         def collect() -> dict[str, dict[str, Any]]:
-            for message in observe.take_all(aws, res.work_queue.url, of_these_orders):
+            for message in observe.take_all(aws, resources.work_queue.url, of_these_orders):
                 body = json.loads(message["Body"])
                 inbox[body["orderId"]] = body
                 act(body)
@@ -71,11 +76,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             waiting_for="the three work messages",
         )
         tokens = {kind: inbox[order]["taskToken"] for kind, order in orders.items()}
-        s.check("messages received", expected=sorted(orders.values()), seen=sorted(inbox))
+        scenario.check("messages received", expected=sorted(orders.values()), seen=sorted(inbox))
 
-    with s.step(
+    with scenario.step(
         f"With heartbeats the execution stays RUNNING past HeartbeatSeconds "
-        f"{res.heartbeat_seconds} until the token returns"
+        f"{resources.heartbeat_seconds} until the token returns"
     ):
 
         def heartbeat_and_status() -> executions.Execution:
@@ -85,79 +90,86 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         held = holds_for(
             heartbeat_and_status,
             until=lambda e: e.status == "RUNNING" and e.entered[-1] == "Dispatch To Worker",
-            duration=res.heartbeat_seconds + 1.5,
+            duration=resources.heartbeat_seconds + 1.5,
             interval=0.5,
         )
-        s.check("status while the worker holds the token", expected="RUNNING", seen=held.status)
-        s.check("state it waits in", expected="Dispatch To Worker", seen=held.entered[-1])
+        scenario.check(
+            "status while the worker holds the token", expected="RUNNING", seen=held.status
+        )
+        scenario.check("state it waits in", expected="Dispatch To Worker", seen=held.entered[-1])
         sfn.send_task_success(
             taskToken=tokens["approved"], output=json.dumps({"approved": True, "by": "worker"})
         )
-        s.note("SendTaskSuccess sent")
+        scenario.note("SendTaskSuccess sent")
         done = executions.finish(aws, started["approved"], timeout=30)
-        s.note(f"entered: {' → '.join(done.entered)}")
-        s.check("status", expected="SUCCEEDED", seen=done.status)
-        s.check(
+        scenario.note(f"entered: {' → '.join(done.entered)}")
+        scenario.check("status", expected="SUCCEEDED", seen=done.status)
+        scenario.check(
             "worker's answer in the output", expected=True, seen=done.output["worker"]["approved"]
         )
 
-    with s.step(f"The job API is polled (Wait + Choice) until DONE ({res.polls_until_done} polls)"):
-        s.check("job status", expected="DONE", seen=done.output["job"]["status"])
-        s.check(
+    with scenario.step(
+        f"The job API is polled (Wait + Choice) until DONE ({resources.polls_until_done} polls)"
+    ):
+        scenario.check("job status", expected="DONE", seen=done.output["job"]["status"])
+        scenario.check(
             "'Get Job Status' entered",
-            expected=res.polls_until_done,
+            expected=resources.polls_until_done,
             seen=done.entered.count("Get Job Status"),
         )
-        s.check(
+        scenario.check(
             "'Wait For Job' entered",
-            expected=res.polls_until_done,
+            expected=resources.polls_until_done,
             seen=done.entered.count("Wait For Job"),
         )
-        s.check("last state entered", expected="Order Complete", seen=done.entered[-1])
+        scenario.check("last state entered", expected="Order Complete", seen=done.entered[-1])
 
-    with s.step("SendTaskFailure goes to the Catch ('Worker Rejected')"):
+    with scenario.step("SendTaskFailure goes to the Catch ('Worker Rejected')"):
         done = executions.finish(aws, started["rejected"], timeout=30)
-        s.note(f"entered: {' → '.join(done.entered)}")
-        s.check("status", expected="FAILED", seen=done.status)
-        s.check("error", expected="OrderRejected", seen=done.error)
-        s.check(
+        scenario.note(f"entered: {' → '.join(done.entered)}")
+        scenario.check("status", expected="FAILED", seen=done.status)
+        scenario.check("error", expected="OrderRejected", seen=done.error)
+        scenario.check(
             "Catch taken (failed state, error, next state)",
             expected=("Dispatch To Worker", "WorkerRejected", "Worker Rejected"),
             seen=done.catch_taken(),
         )
         failed = [e["taskFailedEventDetails"] for e in done.events if e["type"] == "TaskFailed"]
-        s.check(
+        scenario.check(
             "task failure in history",
             expected=[("WorkerRejected", "out of stock")],
             seen=[(f.get("error"), f.get("cause")) for f in failed],
         )
-        s.check("job started", expected=False, seen="Start Job" in done.entered)
+        scenario.check("job started", expected=False, seen="Start Job" in done.entered)
 
-    with s.step("A worker that takes the task and sends no heartbeat times out"):
+    with scenario.step("A worker that takes the task and sends no heartbeat times out"):
         done = executions.finish(aws, started["abandoned"], timeout=30)
-        s.note(f"entered: {' → '.join(done.entered)}")
-        s.check("status", expected="FAILED", seen=done.status)
-        s.check("error", expected="WorkerLost", seen=done.error)
+        scenario.note(f"entered: {' → '.join(done.entered)}")
+        scenario.check("status", expected="FAILED", seen=done.status)
+        scenario.check("error", expected="WorkerLost", seen=done.error)
         timed_out = [e for e in done.events if e["type"] == "TaskTimedOut"]
         error = timed_out[0]["taskTimedOutEventDetails"].get("error") if timed_out else None
         # AWS names this States.HeartbeatTimeout; LocalStack 4.14 reports every callback
         # timeout as States.Timeout, so the timing tells the heartbeat apart from the
         # task's TimeoutSeconds (60 s). The Catch lists both names.
         if error == "States.Timeout":
-            s.not_proven(
+            scenario.not_proven(
                 "the timeout is named States.HeartbeatTimeout",
                 reason="LocalStack 4.14 names every callback timeout States.Timeout; the "
                 "timing below tells the heartbeat apart",
                 limit="heartbeat-timeout-name",
             )
         else:
-            s.check("TaskTimedOut in history", expected="States.HeartbeatTimeout", seen=error)
+            scenario.check(
+                "TaskTimedOut in history", expected="States.HeartbeatTimeout", seen=error
+            )
         scheduled = next(e for e in done.events if e["type"] == "TaskScheduled")
         waited = (timed_out[0]["timestamp"] - scheduled["timestamp"]).total_seconds()
-        s.check_that(
+        scenario.check_that(
             "it timed out after the heartbeat interval, not the task timeout",
-            res.heartbeat_seconds <= waited < res.task_timeout_seconds / 2,
-            expected=f"{res.heartbeat_seconds} s <= wait < {res.task_timeout_seconds / 2:g} s",
+            resources.heartbeat_seconds <= waited < resources.task_timeout_seconds / 2,
+            expected=f"{resources.heartbeat_seconds} s <= wait"
+            f" < {resources.task_timeout_seconds / 2:g} s",
             seen=f"{waited:.1f} s",
         )
-        s.check("'Worker Lost' entered", expected=True, seen="Worker Lost" in done.entered)
+        scenario.check("'Worker Lost' entered", expected=True, seen="Worker Lost" in done.entered)

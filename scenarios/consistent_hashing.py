@@ -15,6 +15,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from bootstrap.consistent_hashing import ConsistentHashing
 from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, unique_name
@@ -22,15 +23,15 @@ from sandbox.harness import Scenario, unique_name
 KEYS = 200
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
     ring = unique_name("ring")
     keys = [f"customer-{i:03d}-{ring[-4:]}" for i in range(KEYS)]
 
     def admin(action: str, node: str) -> dict[str, Any]:
-        request = {"action": action, "ring": ring, "node": node, "vnodes": res.vnodes}
+        request = {"action": action, "ring": ring, "node": node, "vnodes": resources.vnodes}
         if action == "add":
-            request["queue_url"] = res.shards[node].url
-        answer: dict[str, Any] = observe.invoke(aws, res.admin_function, request)
+            request["queue_url"] = resources.shards[node].url
+        answer: dict[str, Any] = observe.invoke(aws, resources.admin_function, request)
         return answer
 
     def route(phase: str, batch: list[str]) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             {"key": k, "body": json.dumps({"ring": ring, "phase": phase, "key": k})} for k in batch
         ]
         answer: dict[str, Any] = observe.invoke(
-            aws, res.router_function, {"ring": ring, "messages": messages}
+            aws, resources.router_function, {"ring": ring, "messages": messages}
         )
         return answer
 
@@ -54,7 +55,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         sent = Counter(r["node"] for r in routed)
         found = [
             (json.loads(m["Body"])["key"], shard)
-            for shard, queue in res.shards.items()
+            for shard, queue in resources.shards.items()
             for m in observe.collect(
                 aws,
                 queue.url,
@@ -65,95 +66,105 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         ]
         extra = [
             (json.loads(m["Body"])["key"], shard)
-            for shard, queue in res.shards.items()
+            for shard, queue in resources.shards.items()
             for m in observe.take_all(aws, queue.url, of_phase)
         ]
-        s.check(f"'{phase}' messages beyond those the router sent", expected=[], seen=extra)
+        scenario.check(f"'{phase}' messages beyond those the router sent", expected=[], seen=extra)
         return found
 
-    with s.step("A ring of four nodes, with virtual nodes, is kept in DynamoDB"):
+    with scenario.step("A ring of four nodes, with virtual nodes, is kept in DynamoDB"):
         for node in "abcd":
             answer = admin("add", node)
-        s.check("points per node", expected=dict.fromkeys("abcd", res.vnodes), seen=answer["nodes"])
+        scenario.check(
+            "points per node",
+            expected=dict.fromkeys("abcd", resources.vnodes),
+            seen=answer["nodes"],
+        )
         stored = aws.client("dynamodb").query(
-            TableName=res.ring_table,
+            TableName=resources.ring_table,
             KeyConditionExpression="#r = :r",
             ExpressionAttributeNames={"#r": "ring"},
             ExpressionAttributeValues={":r": {"S": ring}},
             Select="COUNT",
         )["Count"]
-        s.check("ring items in DynamoDB", expected=4 * res.vnodes, seen=stored)
+        scenario.check("ring items in DynamoDB", expected=4 * resources.vnodes, seen=stored)
 
-    with s.step("A key always lands on the same shard"):
+    with scenario.step("A key always lands on the same shard"):
         repeats = [r for _ in range(3) for r in route("repeat", [keys[0]])["routed"]]
         found = landed("repeat", repeats)
-        s.check("shards the three copies of one key reached", expected=1, seen=len(set(found)))
-        s.note(f"{keys[0]} -> shard {found[0][1]}")
+        scenario.check(
+            "shards the three copies of one key reached", expected=1, seen=len(set(found))
+        )
+        scenario.note(f"{keys[0]} -> shard {found[0][1]}")
         answer = route("four", keys)
         said = {r["key"]: r["node"] for r in answer["routed"]}
         four = dict(landed("four", answer["routed"]))
-        s.check("keys found on the shard queues", expected=KEYS, seen=len(four))
-        s.check(
+        scenario.check("keys found on the shard queues", expected=KEYS, seen=len(four))
+        scenario.check(
             "keys found on another shard than the router named",
             expected={},
             seen={k: (said.get(k), shard) for k, shard in four.items() if said.get(k) != shard},
         )
-        s.note(f"keys per shard: {_per_shard(four)}")
+        scenario.note(f"keys per shard: {_per_shard(four)}")
 
-    with s.step("Adding a node moves about 1/N of the keys, all to the new node"):
+    with scenario.step("Adding a node moves about 1/N of the keys, all to the new node"):
         admin("add", "e")
         five = dict(landed("five", route("five", keys)["routed"]))
         moved = {k: five[k] for k in keys if five[k] != four[k]}
-        s.check("where moved keys went", expected={"e"}, seen=set(moved.values()))
+        scenario.check("where moved keys went", expected={"e"}, seen=set(moved.values()))
         share = len(moved) / KEYS
-        s.check_that(
+        scenario.check_that(
             "share of keys moved (N=5)",
             0.5 / 5 <= share <= 1.5 / 5,
             expected="about 1/5 (0.10..0.30)",
             seen=f"{len(moved)}/{KEYS} = {share:.2f}",
         )
-        s.note(f"keys per shard: {_per_shard(five)}")
+        scenario.note(f"keys per shard: {_per_shard(five)}")
 
-    with s.step("Removing a node moves only its keys"):
+    with scenario.step("Removing a node moves only its keys"):
         answer = admin("remove", "b")
-        s.check("nodes left", expected=["a", "c", "d", "e"], seen=sorted(answer["nodes"]))
+        scenario.check("nodes left", expected=["a", "c", "d", "e"], seen=sorted(answer["nodes"]))
         after = dict(landed("four-again", route("four-again", keys)["routed"]))
         moved_keys = {k for k in keys if after[k] != five[k]}
         b_keys = {k for k in keys if five[k] == "b"}
-        s.check("keys moved", expected=len(b_keys), seen=len(moved_keys))
-        s.check("moved keys that were not b's", expected=set(), seen=moved_keys - b_keys)
-        s.check_that(
+        scenario.check("keys moved", expected=len(b_keys), seen=len(moved_keys))
+        scenario.check("moved keys that were not b's", expected=set(), seen=moved_keys - b_keys)
+        scenario.check_that(
             "no key is left on b",
             "b" not in after.values(),
             expected="no b",
             seen=_per_shard(after),
         )
 
-    with s.step("Bad input: a keyless message is rejected, the rest still go"):
+    with scenario.step("Bad input: a keyless message is rejected, the rest still go"):
         messages = [
             {"key": keys[1], "body": json.dumps({"ring": ring, "phase": "bad", "key": keys[1]})},
             {"body": "no key here"},
             {"key": keys[2], "body": json.dumps({"ring": ring, "phase": "bad", "key": keys[2]})},
         ]
-        error, answer = observe.call(aws, res.router_function, {"ring": ring, "messages": messages})
-        s.check(
+        error, answer = observe.call(
+            aws, resources.router_function, {"ring": ring, "messages": messages}
+        )
+        scenario.check(
             "rejected",
             expected=[{"index": 1, "reason": "no string 'key'"}],
             seen=answer["rejected"],
         )
         arrived = landed("bad", answer["routed"])
-        s.check(
+        scenario.check(
             "sent = landed + rejected",
             expected=len(messages),
             seen=len(arrived) + len(answer["rejected"]),
         )
-        error, answer = observe.call(aws, res.router_function, {"messages": []})
-        s.check("no ring: error type", expected="InvalidRequest", seen=answer.get("errorType"))
-        s.note(answer.get("errorMessage", ""))
-        error, answer = observe.call(
-            aws, res.router_function, {"ring": unique_name("empty"), "messages": []}
+        error, answer = observe.call(aws, resources.router_function, {"messages": []})
+        scenario.check(
+            "no ring: error type", expected="InvalidRequest", seen=answer.get("errorType")
         )
-        s.check("empty ring: error type", expected="EmptyRing", seen=answer.get("errorType"))
+        scenario.note(answer.get("errorMessage", ""))
+        error, answer = observe.call(
+            aws, resources.router_function, {"ring": unique_name("empty"), "messages": []}
+        )
+        scenario.check("empty ring: error type", expected="EmptyRing", seen=answer.get("errorType"))
 
 
 def _per_shard(where: dict[str, str]) -> dict[str, int]:

@@ -18,6 +18,7 @@ import json
 from collections import Counter
 from typing import Any
 
+from bootstrap.content_aggregation import ContentAggregation
 from sandbox import executions
 from sandbox.aws import Aws
 from sandbox.executions import Execution
@@ -26,7 +27,7 @@ from sandbox.local_http import Reply, Request, serve
 from sandbox.observe import check_schedule
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: ContentAggregation, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
     run_id = unique_name("ca")
     feeds = {
@@ -46,7 +47,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     def stored_items() -> dict[str, dict[str, str]]:
         """This run's stored items, by item id."""
         pages = dynamodb.get_paginator("scan").paginate(
-            TableName=res.items_table,
+            TableName=resources.items_table,
             FilterExpression="begins_with(source_id, :run)",
             ExpressionAttributeValues={":run": {"S": run_id}},
         )
@@ -56,37 +57,41 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             for item in page["Items"]
         }
 
-    with s.step("The schedule rule starts the workflow; a tick with its input succeeds"):
-        targets = check_schedule(s, aws, res.schedule_rule, res.schedule)
-        s.check(
+    with scenario.step("The schedule rule starts the workflow; a tick with its input succeeds"):
+        targets = check_schedule(scenario, aws, resources.schedule_rule, resources.schedule)
+        scenario.check(
             "target and input",
-            expected=[(res.state_machine, res.scheduled_input)],
+            expected=[(resources.state_machine, resources.scheduled_input)],
             seen=[(t["Arn"], t.get("Input")) for t in targets],
         )
-        tick = executions.run(aws, res.state_machine, json.loads(res.scheduled_input))
-        s.check("tick with the rule's input", expected="SUCCEEDED", seen=tick.status)
-        s.note(f"it went {' -> '.join(tick.entered[:4])}…")
+        tick = executions.run(aws, resources.state_machine, json.loads(resources.scheduled_input))
+        scenario.check("tick with the rule's input", expected="SUCCEEDED", seen=tick.status)
+        scenario.note(f"it went {' -> '.join(tick.entered[:4])}…")
 
     with serve(respond) as server:
         try:
-            with s.step("Register 4 sources: two feeds, one answering 500, one not a feed"):
+            with scenario.step("Register 4 sources: two feeds, one answering 500, one not a feed"):
                 for source_id in [*feeds, down, broken]:
                     dynamodb.put_item(
-                        TableName=res.sources_table,
+                        TableName=resources.sources_table,
                         Item={
                             "source_set": {"S": run_id},
                             "source_id": {"S": source_id},
                             "url": {"S": f"{server.url}/feeds/{source_id}.json"},
                         },
                     )
-                s.note(f"source set {run_id} served by {server.url}")
+                scenario.note(f"source set {run_id} served by {server.url}")
 
-            with s.step("First run (started directly): the new items are stored"):
-                bad = executions.start(aws, res.state_machine, {"sources": ["not", "a", "set"]})
-                first = executions.run(aws, res.state_machine, {"source_set": run_id}, timeout=60)
-                s.check("status", expected="SUCCEEDED", seen=first.status)
+            with scenario.step("First run (started directly): the new items are stored"):
+                bad = executions.start(
+                    aws, resources.state_machine, {"sources": ["not", "a", "set"]}
+                )
+                first = executions.run(
+                    aws, resources.state_machine, {"source_set": run_id}, timeout=60
+                )
+                scenario.check("status", expected="SUCCEEDED", seen=first.status)
                 outcome = _by_source(first)
-                s.check(
+                scenario.check(
                     "per source",
                     expected={
                         f"{run_id}-news": "ok: 3 new, 0 known",
@@ -97,35 +102,39 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                     seen=outcome,
                 )
                 stored = stored_items()
-                s.check("items stored", expected=5, seen=len(stored))
-                s.check(
+                scenario.check("items stored", expected=5, seen=len(stored))
+                scenario.check(
                     "stored by",
                     expected={first.arn.rsplit(":", 1)[-1]},
                     seen={item["stored_by"] for item in stored.values()},
                 )
                 requests = Counter(r.path.rsplit("/", 1)[-1] for r in server.requests)
-                s.check(
+                scenario.check(
                     "requests to the failing sources (500 retried once; bad feed not retried)",
                     expected={"down": 2, "broken": 1},
                     seen={"down": requests[f"{down}.json"], "broken": requests[f"{broken}.json"]},
                 )
-                s.check(
+                scenario.check(
                     "Catch taken (SourceFailed entered)",
                     expected=2,
                     seen=first.entered.count("SourceFailed"),
                 )
-                s.check("puts that found a new item", expected=5, seen=first.entered.count("New"))
+                scenario.check(
+                    "puts that found a new item", expected=5, seen=first.entered.count("New")
+                )
 
-            with s.step("Second run over the same feeds adds nothing"):
-                second = executions.run(aws, res.state_machine, {"source_set": run_id}, timeout=60)
-                s.check("status", expected="SUCCEEDED", seen=second.status)
+            with scenario.step("Second run over the same feeds adds nothing"):
+                second = executions.run(
+                    aws, resources.state_machine, {"source_set": run_id}, timeout=60
+                )
+                scenario.check("status", expected="SUCCEEDED", seen=second.status)
                 outcome = _by_source(second)
-                s.check(
+                scenario.check(
                     "good sources",
                     expected=["ok: 0 new, 3 known", "ok: 0 new, 2 known"],
                     seen=[outcome[f"{run_id}-news"], outcome[f"{run_id}-blog"]],
                 )
-                s.check(
+                scenario.check(
                     "paths taken by the puts",
                     expected={"New": 0, "AlreadyKnown": 5},
                     seen={
@@ -135,7 +144,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 )
                 again = stored_items()
                 by = sorted({item["stored_by"] for item in again.values()})
-                s.check_that(
+                scenario.check_that(
                     "items stored, unchanged (same ids, same stored_by)",
                     again == stored,
                     expected=f"the first run's {len(stored)} items",
@@ -145,16 +154,18 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         finally:  # the sources point at a server that stops with this block
             for source_id in [*feeds, down, broken]:
                 dynamodb.delete_item(
-                    TableName=res.sources_table,
+                    TableName=resources.sources_table,
                     Key={"source_set": {"S": run_id}, "source_id": {"S": source_id}},
                 )
 
-    with s.step("Malformed input fails in a named state; nothing is fetched"):
+    with scenario.step("Malformed input fails in a named state; nothing is fetched"):
         rejected = executions.finish(aws, bad)
-        s.check("status", expected="FAILED", seen=rejected.status)
-        s.check("error", expected="InvalidInput", seen=rejected.error)
-        s.check("states entered", expected=["CheckInput", "RejectInput"], seen=rejected.entered)
-        s.check("tasks scheduled", expected=0, seen=rejected.count("TaskScheduled"))
+        scenario.check("status", expected="FAILED", seen=rejected.status)
+        scenario.check("error", expected="InvalidInput", seen=rejected.error)
+        scenario.check(
+            "states entered", expected=["CheckInput", "RejectInput"], seen=rejected.entered
+        )
+        scenario.check("tasks scheduled", expected=0, seen=rejected.count("TaskScheduled"))
 
 
 def _feed(run_id: str, name: str, count: int) -> dict[str, Any]:

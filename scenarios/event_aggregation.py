@@ -16,12 +16,13 @@ import json
 from decimal import Decimal
 from typing import Any
 
+from bootstrap.event_aggregation import EventAggregation
 from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: EventAggregation, scenario: Scenario) -> None:
     sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
     group = unique_name("meters")
     sent: list[str] = []  # message ids
@@ -32,7 +33,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def send_body(body: str, message_group: str) -> str:
         message_id = sqs.send_message(
-            QueueUrl=res.queue.url,
+            QueueUrl=resources.queue.url,
             MessageBody=body,
             MessageGroupId=message_group,
             # Every send is a new message, even with the same body: that is a duplicate delivery.
@@ -43,7 +44,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def get(key: str) -> dict[str, Any]:
         return dynamodb.get_item(
-            TableName=res.table, Key={"id": {"S": key}}, ConsistentRead=True
+            TableName=resources.table, Key={"id": {"S": key}}, ConsistentRead=True
         ).get("Item", {})
 
     def total() -> int | None:
@@ -58,34 +59,34 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             lambda: outcome(message_id), timeout=30, waiting_for=f"message {message_id} handled"
         )
 
-    with s.step("Two items make a total"):
+    with scenario.step("Two items make a total"):
         a1, b1 = send("A", 1, 100), send("B", 1, 30)
-        s.check("A v1", expected="applied", seen=settled(a1)["outcome"]["S"])
-        s.check("B v1", expected="applied", seen=settled(b1)["outcome"]["S"])
-        s.check("total", expected=130, seen=total())
+        scenario.check("A v1", expected="applied", seen=settled(a1)["outcome"]["S"])
+        scenario.check("B v1", expected="applied", seen=settled(b1)["outcome"]["S"])
+        scenario.check("total", expected=130, seen=total())
 
-    with s.step("Changing A from 100 to 150 moves the total by 50"):
+    with scenario.step("Changing A from 100 to 150 moves the total by 50"):
         a2 = send("A", 2, 150)
-        s.check("A v2", expected="applied", seen=settled(a2)["outcome"]["S"])
-        s.check("total", expected=180, seen=total())
+        scenario.check("A v2", expected="applied", seen=settled(a2)["outcome"]["S"])
+        scenario.check("total", expected=180, seen=total())
 
-    with s.step("A duplicate delivery of A v2 does not change the total"):
+    with scenario.step("A duplicate delivery of A v2 does not change the total"):
         dup = send("A", 2, 150)
-        s.check("duplicate", expected="ignored", seen=settled(dup)["outcome"]["S"])
-        s.check("total", expected=180, seen=total())
+        scenario.check("duplicate", expected="ignored", seen=settled(dup)["outcome"]["S"])
+        scenario.check("total", expected=180, seen=total())
 
-    with s.step("An older version arriving late is ignored"):
+    with scenario.step("An older version arriving late is ignored"):
         late = send("A", 1, 120)
-        s.check("A v1 (late)", expected="ignored", seen=settled(late)["outcome"]["S"])
-        s.check("total", expected=180, seen=total())
+        scenario.check("A v1 (late)", expected="ignored", seen=settled(late)["outcome"]["S"])
+        scenario.check("total", expected=180, seen=total())
         stored = get(f"item#{group}#A")
-        s.check(
+        scenario.check(
             "A's stored version and value",
             expected=("2", "150"),
             seen=(stored["version"]["N"], stored["value"]["N"]),
         )
 
-    with s.step("A Lambda retry after commit does not change the total"):
+    with scenario.step("A Lambda retry after commit does not change the total"):
         b2 = send("B", 2, 70, fail_after_commit=True)
         tried = await_value(
             lambda: outcome(b2),
@@ -93,13 +94,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             timeout=30,
             waiting_for="B v2 to be delivered a second time",
         )
-        s.check("B v2 outcome (first attempt)", expected="applied", seen=tried["outcome"]["S"])
-        s.check(
+        scenario.check(
+            "B v2 outcome (first attempt)", expected="applied", seen=tried["outcome"]["S"]
+        )
+        scenario.check(
             "attempts (the crash, then SQS's redelivery)", expected="2", seen=tried["attempts"]["N"]
         )
-        s.check("total (moved by 40 once)", expected=220, seen=total())
-        lines = _log_lines(aws, res.function, b2)
-        s.check(
+        scenario.check("total (moved by 40 once)", expected=220, seen=total())
+        lines = _log_lines(aws, resources.function, b2)
+        scenario.check(
             "the retry's log line says",
             expected=("ignored", 2),
             seen=next(
@@ -107,22 +110,24 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             ),
         )
 
-    with s.step(f"A malformed message goes to the DLQ (maxReceiveCount={res.max_receive_count})"):
+    with scenario.step(
+        f"A malformed message goes to the DLQ (maxReceiveCount={resources.max_receive_count})"
+    ):
         bad_body = json.dumps({"group": group, "item": "C", "version": "three", "value": 5})
         bad = send_body(bad_body, f"{group}:bad")
         observe.check_dead_lettered(
-            s,
+            scenario,
             aws,
-            res.dlq,
+            resources.dlq,
             observe.with_id(bad),
-            max_receive_count=res.max_receive_count,
+            max_receive_count=resources.max_receive_count,
             timeout=40,
             keep=True,
         )
         # Each message's outcome from the system: the aggregator's record of it, or the DLQ.
         dead_lettered = {
             m["MessageId"]
-            for m in observe.take_all(aws, res.dlq.url, lambda m: m["MessageId"] in sent)
+            for m in observe.take_all(aws, resources.dlq.url, lambda m: m["MessageId"] in sent)
         }
         outcomes = {
             m: "dead-lettered"
@@ -131,16 +136,18 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             for m in sent
         }
         tally = {o: list(outcomes.values()).count(o) for o in sorted(set(outcomes.values()))}
-        s.check("outcomes", expected={"applied": 4, "dead-lettered": 1, "ignored": 2}, seen=tally)
-        s.check(
+        scenario.check(
+            "outcomes", expected={"applied": 4, "dead-lettered": 1, "ignored": 2}, seen=tally
+        )
+        scenario.check(
             "messages sent with no outcome and not in the DLQ (lost)",
             expected=[],
             seen=[m for m, found in outcomes.items() if found == "lost"],
         )
         applied = int(get(f"total#{group}")["applied"]["N"])
-        s.check("events the total counts", expected=4, seen=applied)
+        scenario.check("events the total counts", expected=4, seen=applied)
         holds_for(total, until=lambda t: t == 220, duration=1)
-        s.check("total", expected=220, seen=total())
+        scenario.check("total", expected=220, seen=total())
 
 
 def _log_lines(aws: Aws, function: str, message_id: str) -> list[dict[str, Any]]:

@@ -18,24 +18,25 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bootstrap.event_sourcing import EventSourcing
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 from sandbox.observe import drain, invoke
 from sandbox.provision import allow_service_to_send, ensure_queue, ensure_rule
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: EventSourcing, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
 
     def append(*events: dict[str, Any]) -> dict[str, Any]:
-        return invoke(aws, res.append_function, {"events": list(events)})
+        return invoke(aws, resources.append_function, {"events": list(events)})
 
     def load(stream_id: str, source: str) -> dict[str, Any]:
-        return invoke(aws, res.load_function, {"stream_id": stream_id, "source": source})
+        return invoke(aws, resources.load_function, {"stream_id": stream_id, "source": source})
 
     def versions(stream_id: str) -> list[int]:
         items = dynamodb.query(
-            TableName=res.events_table,
+            TableName=resources.events_table,
             KeyConditionExpression="stream_id = :id",
             ExpressionAttributeValues={":id": {"S": stream_id}},
             ConsistentRead=True,
@@ -50,7 +51,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     def added(stream: str, version: int, sku: str, quantity: int, price: int) -> dict[str, Any]:
         return ev(stream, version, "ItemAdded", sku=sku, quantity=quantity, price=price)
 
-    with s.step(f"Events are appended; a snapshot is kept every {res.snapshot_every} versions"):
+    with scenario.step(
+        f"Events are appended; a snapshot is kept every {resources.snapshot_every} versions"
+    ):
         batches = [
             [
                 ev(cart, 1, "CartOpened", customer="Ada"),
@@ -78,27 +81,27 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         ]
         answers = [append(*batch) for batch in batches]
         for answer in answers:
-            s.note(
+            scenario.note(
                 f"{answer['stream_id']}: +{answer['appended']} -> version {answer['version']}, "
                 f"snapshot {answer['snapshot']}"
             )
-        s.check("versions stored", expected=list(range(1, 13)), seen=versions(cart))
-        s.check(
+        scenario.check("versions stored", expected=list(range(1, 13)), seen=versions(cart))
+        scenario.check(
             "snapshots taken", expected=[None, 5, 10, None], seen=[a["snapshot"] for a in answers]
         )
 
-    with s.step("The store is append-only: two appends at the same version, one refused"):
+    with scenario.step("The store is append-only: two appends at the same version, one refused"):
         racing = [added(other, 4, "plum", 1, 30), added(other, 4, "pear", 2, 80)]
         with ThreadPoolExecutor(max_workers=2) as pool:
             results = list(pool.map(lambda e: append(e), racing))
         for result in results:
-            s.note(f"append v4 -> {result.get('version') or result.get('message')}")
-        s.check(
+            scenario.note(f"append v4 -> {result.get('version') or result.get('message')}")
+        scenario.check(
             "outcomes",
             expected=[1, 0],
             seen=sorted((r["appended"] for r in results), reverse=True),
         )
-        s.check(
+        scenario.check(
             "the refusal",
             expected=["VersionConflict"],
             seen=[r["error"] for r in results if "error" in r],
@@ -117,14 +120,14 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 TransactItems=[
                     {
                         "Put": {
-                            "TableName": res.events_table,
+                            "TableName": resources.events_table,
                             "Item": late,
                             "ConditionExpression": "attribute_not_exists(version)",
                         }
                     },
                     {
                         "ConditionCheck": {
-                            "TableName": res.state_table,
+                            "TableName": resources.state_table,
                             "Key": {"stream_id": {"S": other}},
                             "ConditionExpression": "version = :v",
                             "ExpressionAttributeValues": {":v": {"N": "3"}},
@@ -135,14 +138,14 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             reasons = ["stored"]
         except dynamodb.exceptions.TransactionCanceledException as error:
             reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
-        s.check(
+        scenario.check(
             "a late append of version 4 (the append's transaction): cancelled because",
             expected=["ConditionalCheckFailed", "ConditionalCheckFailed"],
             seen=reasons,
         )
-        s.check("versions stored", expected=[1, 2, 3, 4], seen=versions(other))
+        scenario.check("versions stored", expected=[1, 2, 3, 4], seen=versions(other))
 
-    with s.step("Bad events are refused with a clear error and stored nowhere"):
+    with scenario.step("Bad events are refused with a clear error and stored nowhere"):
         ghost = unique_name("cart-ghost")
         no_stream = added(other, 5, "fig", 1, 25)
         del no_stream["stream_id"]
@@ -160,60 +163,62 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         ]
         for events, code in bad:
             answer = append(*events)
-            s.check(
+            scenario.check(
                 f"{code}: {answer.get('message')}",
                 expected=(0, code),
                 seen=(answer["appended"], answer.get("error")),
             )
-        s.check("events of the unknown stream", expected=[], seen=versions(ghost))
-        s.check("versions of the other cart", expected=[1, 2, 3, 4], seen=versions(other))
-        s.check(
+        scenario.check("events of the unknown stream", expected=[], seen=versions(ghost))
+        scenario.check("versions of the other cart", expected=[1, 2, 3, 4], seen=versions(other))
+        scenario.check(
             "versions of the checked-out cart", expected=list(range(1, 13)), seen=versions(cart)
         )
 
-    with s.step("Rebuilt by replay = live state; snapshot + tail = full replay"):
+    with scenario.step("Rebuilt by replay = live state; snapshot + tail = full replay"):
         full, from_snapshot, live = (load(cart, src) for src in ("events", "snapshot", "live"))
-        s.note(f"full replay read {full['events_read']} events")
-        s.note(
+        scenario.note(f"full replay read {full['events_read']} events")
+        scenario.note(
             f"snapshot v{from_snapshot['snapshot_version']} + "
             f"{from_snapshot['events_read']} events after it"
         )
-        s.check(
+        scenario.check(
             "snapshot + tail = full replay", expected=full["state"], seen=from_snapshot["state"]
         )
-        s.check("full replay = live state", expected=live["state"], seen=full["state"])
-        s.check(
+        scenario.check("full replay = live state", expected=live["state"], seen=full["state"])
+        scenario.check(
             "events read: full, from snapshot",
             expected=(12, 2),
             seen=(full["events_read"], from_snapshot["events_read"]),
         )
-        s.check(
+        scenario.check(
             "the cart",
             expected=("CHECKED_OUT", 640, 12),
             seen=(full["state"]["status"], full["state"]["total"], full["version"]),
         )
         other_full, other_snap = load(other, "events"), load(other, "snapshot")
-        s.check(
+        scenario.check(
             "a stream with no snapshot yet rebuilds the same",
             expected=other_full["state"],
             seen=other_snap["state"],
         )
 
-    with s.step("A fresh consumer gets a replay: only the events its filter selects"):
+    with scenario.step("A fresh consumer gets a replay: only the events its filter selects"):
         replay_name = unique_name("replay")
         pattern = {
-            "source": [res.event_source],
+            "source": [resources.event_source],
             "detail-type": ["ItemAdded"],
             "detail": {
                 "replay_name": [replay_name],
                 "data": {"quantity": [{"numeric": [">=", 2]}]},
             },
         }
-        s.note(f"consumer filter: {json.dumps(pattern)}")
-        consumer = _Consumer(aws, res.bus, replay_name, pattern)
+        scenario.note(f"consumer filter: {json.dumps(pattern)}")
+        consumer = _Consumer(aws, resources.bus, replay_name, pattern)
         try:
             stored = [
-                e for stream in (cart, other) for e in _stored(dynamodb, res.events_table, stream)
+                e
+                for stream in (cart, other)
+                for e in _stored(dynamodb, resources.events_table, stream)
             ]
             wanted = sorted(
                 (e["stream_id"], e["version"])
@@ -221,9 +226,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 if e["type"] == "ItemAdded" and e["data"]["quantity"] >= 2
             )
             answer = invoke(
-                aws, res.replay_function, {"replay_name": replay_name, "stream_ids": [cart, other]}
+                aws,
+                resources.replay_function,
+                {"replay_name": replay_name, "stream_ids": [cart, other]},
             )
-            s.check(
+            scenario.check(
                 "events replayed onto the bus",
                 expected=(len(stored), 0),
                 seen=(answer["published"], answer["failed"]),
@@ -235,12 +242,12 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 waiting_for=f"{len(wanted)} events at the consumer",
             )
             got = holds_for(consumer.receive, until=lambda g: len(g) == len(wanted), duration=2)
-            s.check(
+            scenario.check(
                 "events the consumer received (stream, version)",
                 expected=wanted,
                 seen=sorted((e["stream_id"], e["version"]) for e in got),
             )
-            s.note(f"{len(stored)} events replayed, {len(got)} selected by the filter")
+            scenario.note(f"{len(stored)} events replayed, {len(got)} selected by the filter")
         finally:
             consumer.delete()
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
+from bootstrap.mocked_integrations import MockedIntegrations
 from sandbox import executions, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
@@ -84,10 +86,13 @@ EXPECTED: dict[str, Expected] = {
 }
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
     run_id = unique_name("mi")
-    queues = {"follow-up queue": res.followups.url, "alerts topic's queue": res.alerts.url}
+    queues = {
+        "follow-up queue": resources.followups.url,
+        "alerts topic's queue": resources.alerts.url,
+    }
 
     def lead(case: str, **changes: Any) -> dict[str, Any]:
         base = {"leadId": f"{run_id}-{case}", "email": "buyer@acme.example", "employees": 120}
@@ -95,115 +100,124 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def item(lead_id: str) -> dict[str, Any] | None:
         return dynamodb.get_item(
-            TableName=res.table, Key={"leadId": {"S": lead_id}}, ConsistentRead=True
+            TableName=resources.table, Key={"leadId": {"S": lead_id}}, ConsistentRead=True
         ).get("Item")
 
-    with s.step("The mock config defines a test case per path, each with an expected history"):
-        config = json.loads((settings.PROJECT_ROOT / res.mock_config).read_text())
-        cases = config["StateMachines"][res.state_machine_name]["TestCases"]
-        s.note(f"{res.mock_config} (SFN_MOCK_CONFIG), state machine {res.state_machine_name}")
-        s.check("test cases", expected=sorted(EXPECTED), seen=sorted(cases))
+    with scenario.step(
+        "The mock config defines a test case per path, each with an expected history"
+    ):
+        config = json.loads((settings.PROJECT_ROOT / resources.mock_config).read_text())
+        cases = config["StateMachines"][resources.state_machine_name]["TestCases"]
+        scenario.note(
+            f"{resources.mock_config} (SFN_MOCK_CONFIG),"
+            f" state machine {resources.state_machine_name}"
+        )
+        scenario.check("test cases", expected=sorted(EXPECTED), seen=sorted(cases))
         for case, mocks in cases.items():
-            s.note(f"{case}: " + ", ".join(f"{state} -> {mock}" for state, mock in mocks.items()))
+            scenario.note(
+                f"{case}: " + ", ".join(f"{state} -> {mock}" for state, mock in mocks.items())
+            )
 
-    with s.step("Baseline: the real resources are quiet"):
+    with scenario.step("Baseline: the real resources are quiet"):
         drained = {name: len(drain(aws, url)) for name, url in queues.items()}
-        s.note(f"drained leftovers of earlier runs: {drained}")
-        logged_before = log_lines(aws, res.function)
-        s.note(f"{len(logged_before)} lines in /aws/lambda/{res.function} so far")
+        scenario.note(f"drained leftovers of earlier runs: {drained}")
+        logged_before = log_lines(aws, resources.function)
+        scenario.note(f"{len(logged_before)} lines in /aws/lambda/{resources.function} so far")
 
-    with s.step(f"{len(EXPECTED)} test cases, started together, each yield their expected history"):
+    with scenario.step(
+        f"{len(EXPECTED)} test cases, started together, each yield their expected history"
+    ):
         started = {
             case: executions.start(
-                aws, f"{res.state_machine}#{case}", lead(case), name=f"{run_id}-{case}"
+                aws, f"{resources.state_machine}#{case}", lead(case), name=f"{run_id}-{case}"
             )
             for case in EXPECTED
         }
         done = {case: executions.finish(aws, arn, timeout=60) for case, arn in started.items()}
         for case, want in EXPECTED.items():
             execution = done[case]
-            s.check(f"{case}: status", expected=want.status, seen=execution.status)
-            s.check(f"{case}: states entered", expected=want.entered, seen=execution.entered)
-            s.check(f"{case}: task events", expected=want.tasks, seen=execution.task_trace())
+            scenario.check(f"{case}: status", expected=want.status, seen=execution.status)
+            scenario.check(f"{case}: states entered", expected=want.entered, seen=execution.entered)
+            scenario.check(f"{case}: task events", expected=want.tasks, seen=execution.task_trace())
             if want.error:
-                s.check(
+                scenario.check(
                     f"{case}: error and cause",
                     expected=(want.error, want.cause_starts),
                     seen=(execution.error, (execution.cause or "")[: len(want.cause_starts)]),
                 )
-        s.check(
+        scenario.check(
             "HappyPath output carries the mocked responses",
             expected=({"score": 87}, {"messageId": "mocked-message-id"}),
             seen=(done["HappyPath"].output.get("check"), done["HappyPath"].output.get("announced")),
         )
-        s.check(
+        scenario.check(
             "RetryPath used the second mocked response",
             expected={"score": 64},
             seen=done["RetryPath"].output.get("check"),
         )
 
-    with s.step("The mocked services were not called"):
+    with scenario.step("The mocked services were not called"):
         stored = [case for case in EXPECTED if item(f"{run_id}-{case}")]
-        s.check(f"items of this run in {res.table}", expected=[], seen=stored)
+        scenario.check(f"items of this run in {resources.table}", expected=[], seen=stored)
         for name, url in queues.items():
-            left = holds_for(lambda url=url: depth(aws, url), until=lambda n: n == 0, duration=2)
-            s.check(f"messages in the {name}", expected=0, seen=left)
-        logged_after = log_lines(aws, res.function)
-        s.check(
-            f"new lines in /aws/lambda/{res.function}",
+            left = holds_for(partial(depth, aws, url), until=lambda n: n == 0, duration=2)
+            scenario.check(f"messages in the {name}", expected=0, seen=left)
+        logged_after = log_lines(aws, resources.function)
+        scenario.check(
+            f"new lines in /aws/lambda/{resources.function}",
             expected=[],
             seen=logged_after[len(logged_before) :],
         )
 
-    with s.step("The plain ARN (no test case) calls the real services, for the difference"):
+    with scenario.step("The plain ARN (no test case) calls the real services, for the difference"):
         good, bad = lead("real"), lead("real-bad", email="not-an-address")
         started = {
-            "good": executions.start(aws, res.state_machine, good, name=f"{run_id}-real"),
-            "bad": executions.start(aws, res.state_machine, bad, name=f"{run_id}-real-bad"),
+            "good": executions.start(aws, resources.state_machine, good, name=f"{run_id}-real"),
+            "bad": executions.start(aws, resources.state_machine, bad, name=f"{run_id}-real-bad"),
         }
         done = {key: executions.finish(aws, arn) for key, arn in started.items()}
         real = done["good"]
-        s.check("good lead: status", expected="SUCCEEDED", seen=real.status)
-        s.check(
+        scenario.check("good lead: status", expected="SUCCEEDED", seen=real.status)
+        scenario.check(
             "good lead: same history as HappyPath",
             expected=EXPECTED["HappyPath"].tasks,
             seen=real.task_trace(),
         )
-        s.check(
+        scenario.check(
             "good lead: score from the real function (10 + 120/10 + 20)",
             expected=42,
             seen=real.output["check"]["score"],
         )
         stored_item = item(good["leadId"]) or {}
-        s.check(
+        scenario.check(
             "good lead: item in the table",
             expected="42",
             seen=stored_item.get("score", {}).get("N"),
         )
         announced = await_value(
-            lambda: take(aws, res.followups.url, with_field("leadId", good["leadId"])),
+            lambda: take(aws, resources.followups.url, with_field("leadId", good["leadId"])),
             timeout=20,
             waiting_for="the follow-up message",
         )
-        s.check(
+        scenario.check(
             "good lead: follow-up message",
             expected=good["leadId"],
             seen=json.loads(announced["Body"])["leadId"],
         )
         failed = done["bad"]
-        s.check(
+        scenario.check(
             "bad lead: status, error, task events",
             expected=("FAILED", "LeadRejected", EXPECTED["FailurePath"].tasks),
             seen=(failed.status, failed.error, failed.task_trace()),
         )
         alert = await_value(
-            lambda: take(aws, res.alerts.url, with_field("leadId", bad["leadId"])),
+            lambda: take(aws, resources.alerts.url, with_field("leadId", bad["leadId"])),
             timeout=20,
             waiting_for="the alert published to SNS",
         )
-        s.check(
+        scenario.check(
             "bad lead: alert via SNS",
             expected="InvalidLead",
             seen=json.loads(alert["Body"])["error"],
         )
-        check_logged(s, aws, res.function, good["leadId"], "Checked lead")
+        check_logged(scenario, aws, resources.function, good["leadId"], "Checked lead")

@@ -19,6 +19,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bootstrap.paginated_fan_out import PaginatedFanOut
 from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
@@ -27,7 +28,7 @@ ITEMS = 25
 FLAKY_ITEM = "feed-13"  # on page 2
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: PaginatedFanOut, scenario: Scenario) -> None:
     lambda_, sqs = aws.client("lambda"), aws.client("sqs")
     dynamodb = aws.client("dynamodb")
     ids = [f"feed-{i:02d}" for i in range(ITEMS)]
@@ -35,7 +36,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def record(key: str) -> dict[str, Any]:
         return dynamodb.get_item(
-            TableName=res.runs_table, Key={"id": {"S": key}}, ConsistentRead=True
+            TableName=resources.runs_table, Key={"id": {"S": key}}, ConsistentRead=True
         ).get("Item", {})
 
     runs: dict[str, str] = {}  # batch -> the run page 1 started
@@ -52,109 +53,121 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             timeout=40,
             waiting_for=f"the DONE marker of {batch}",
         )
-        s.check(
+        scenario.check(
             "DONE marker: pages, items",
             expected=(3, ITEMS),
             seen=(int(done["pages"]["N"]), int(done["items"]["N"])),
         )
         pages = pages_of(batch, run)
-        s.check("page runs", expected=[1, 2, 3], seen=[int(p["page"]["N"]) for p in pages])
-        s.check("items per page", expected=[10, 10, 5], seen=[int(p["items"]["N"]) for p in pages])
-        s.check(
+        scenario.check("page runs", expected=[1, 2, 3], seen=[int(p["page"]["N"]) for p in pages])
+        scenario.check(
+            "items per page", expected=[10, 10, 5], seen=[int(p["items"]["N"]) for p in pages]
+        )
+        scenario.check(
             "attempts per page", expected=attempts, seen=[int(p["attempts"]["N"]) for p in pages]
         )
-        processed = _item_runs(dynamodb, res.runs_table, f"{batch}#{run}", ids)
-        s.check(
+        processed = _item_runs(dynamodb, resources.runs_table, f"{batch}#{run}", ids)
+        scenario.check(
             "items processed exactly once", expected=ITEMS, seen=list(processed.values()).count(1)
         )
-        s.check(
+        scenario.check(
             "items processed other than once",
             expected={},
             seen={i: n for i, n in processed.items() if n != 1},
         )
         return pages
 
-    with s.step("The schedule rule exists with the pager as its target"):
-        targets = observe.check_schedule(s, aws, res.schedule_rule, res.schedule)
-        function_arn = lambda_.get_function_configuration(FunctionName=res.function)["FunctionArn"]
-        s.check(
+    with scenario.step("The schedule rule exists with the pager as its target"):
+        targets = observe.check_schedule(scenario, aws, resources.schedule_rule, resources.schedule)
+        function_arn = lambda_.get_function_configuration(FunctionName=resources.function)[
+            "FunctionArn"
+        ]
+        scenario.check(
             "target and its input",
-            expected=[(function_arn, res.schedule_input)],
+            expected=[(function_arn, resources.schedule_input)],
             seen=[(t["Arn"], t.get("Input")) for t in targets],
         )
 
-    with s.step("Two batches of 25 start at once; a malformed page message is queued too"):
-        _seed(dynamodb, res.feeds_table, clean, ids)
-        _seed(dynamodb, res.feeds_table, flaky, ids, fail_once=FLAKY_ITEM)
-        s.note(f"{FLAKY_ITEM} of {flaky} fails its page the first time it is reached")
+    with scenario.step("Two batches of 25 start at once; a malformed page message is queued too"):
+        _seed(dynamodb, resources.feeds_table, clean, ids)
+        _seed(dynamodb, resources.feeds_table, flaky, ids, fail_once=FLAKY_ITEM)
+        scenario.note(f"{FLAKY_ITEM} of {flaky} fails its page the first time it is reached")
         bad = {"batch": bad_batch, "run": "r1", "token": "not-a-token!", "page": 2, "seen": 10}
-        bad_id = sqs.send_message(QueueUrl=res.pages.url, MessageBody=json.dumps(bad))["MessageId"]
+        bad_id = sqs.send_message(QueueUrl=resources.pages.url, MessageBody=json.dumps(bad))[
+            "MessageId"
+        ]
         with ThreadPoolExecutor(max_workers=2) as pool:
             answers = list(
-                pool.map(lambda b: observe.call(aws, res.function, {"batch": b}), [clean, flaky])
+                pool.map(
+                    lambda b: observe.call(aws, resources.function, {"batch": b}), [clean, flaky]
+                )
             )
         for (error, first), batch in zip(answers, [clean, flaky], strict=True):
-            s.check(
+            scenario.check(
                 f"page 1 of {batch} (started directly): error, items, next",
-                expected=(None, res.page_size, True),
+                expected=(None, resources.page_size, True),
                 seen=(error, first.get("items"), first.get("next")) if not error else first,
             )
             runs[batch] = first["run"]
 
-    with s.step(f"{ITEMS} items at page size {res.page_size} take exactly 3 page runs"):
+    with scenario.step(
+        f"{ITEMS} items at page size {resources.page_size} take exactly 3 page runs"
+    ):
         check_batch(clean, attempts=[1, 1, 1])
 
-    with s.step("A failed page is redelivered by SQS and retried from the same token"):
+    with scenario.step("A failed page is redelivered by SQS and retried from the same token"):
         pages = check_batch(flaky, attempts=[1, 2, 1])
         tokens = [t["S"] for t in pages[1]["tokens"]["L"]]
-        s.check_that(
+        scenario.check_that(
             "page 2's two attempts started from the same token",
             len(tokens) == 2 and tokens[0] == tokens[1] and tokens[0] != "-",
             expected="two equal tokens",
             seen=[t[:24] + "…" for t in tokens],
         )
         failed = record(f"failed-once#{flaky}#{FLAKY_ITEM}")
-        s.check("the injected failure happened", expected=True, seen=bool(failed))
+        scenario.check("the injected failure happened", expected=True, seen=bool(failed))
 
-    with s.step("Each subscriber receives every item, once"):
-        for number, queue in enumerate(res.subscribers, start=1):
+    with scenario.step("Each subscriber receives every item, once"):
+        for number, queue in enumerate(resources.subscribers, start=1):
             got = _received(aws, queue, [clean, flaky], ITEMS)
             for batch in (clean, flaky):
-                s.check(
+                scenario.check(
                     f"subscriber {number}, {batch.split('-')[0]} batch: messages, distinct items",
                     expected=(ITEMS, ITEMS),
                     seen=(len(got[batch]), len(set(got[batch]) & set(ids))),
                 )
 
-    with s.step(f"Bad input: a clear error; a DLQ entry after {res.max_receive_count} receives"):
-        error, answer = observe.call(aws, res.function, {"page": 1})
-        s.check(
+    with scenario.step(
+        f"Bad input: a clear error; a DLQ entry after {resources.max_receive_count} receives"
+    ):
+        error, answer = observe.call(aws, resources.function, {"page": 1})
+        scenario.check(
             "start without a batch: error type",
             expected="MalformedPage",
             seen=answer.get("errorType"),
         )
-        s.note(answer.get("errorMessage", ""))
+        scenario.note(answer.get("errorMessage", ""))
         observe.check_dead_lettered(
-            s,
+            scenario,
             aws,
-            res.pages_dlq,
+            resources.pages_dlq,
             observe.with_id(bad_id),
-            max_receive_count=res.max_receive_count,
+            max_receive_count=resources.max_receive_count,
             timeout=40,
             keep=True,
         )
-        s.check("no page of the bad batch ran", expected=[], seen=pages_of(bad_batch, "r1"))
+        scenario.check("no page of the bad batch ran", expected=[], seen=pages_of(bad_batch, "r1"))
         # Page messages that went through the queue in this run: the pager's (pages 2..n of
         # each batch, as their DONE markers say) and the bad one.
         batches = (clean, flaky)
         sent = sum(int(record(f"done#{b}#{runs[b]}")["pages"]["N"]) - 1 for b in batches) + 1
         ran = [p for b in batches for p in pages_of(b, runs[b]) if int(p["page"]["N"]) > 1]
         observe.check_nothing_lost(
-            s,
+            scenario,
             aws,
             sent=sent,
             processed=sum(1 for p in ran if p.get("status", {}).get("S") == "DONE"),
-            dlq=res.pages_dlq,
+            dlq=resources.pages_dlq,
             of_run=lambda message: message["MessageId"] == bad_id
             or any(b in message["Body"] for b in batches),
         )
@@ -163,7 +176,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 def _seed(dynamodb: Any, table: str, batch: str, ids: list[str], fail_once: str = "") -> None:
     items = []
     for item_id in ids:
-        item = {"batch": {"S": batch}, "id": {"S": item_id}, "title": {"S": f"Feed {item_id}"}}
+        item: dict[str, dict[str, Any]] = {
+            "batch": {"S": batch},
+            "id": {"S": item_id},
+            "title": {"S": f"Feed {item_id}"},
+        }
         if item_id == fail_once:
             item["fail_once"] = {"BOOL": True}
         items.append({"PutRequest": {"Item": item}})

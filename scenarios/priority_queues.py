@@ -17,6 +17,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from bootstrap.priority_queues import PriorityQueues
 from sandbox import observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
@@ -24,12 +25,12 @@ from sandbox.harness import Scenario, await_value, unique_name
 NORMAL_COUNT, CONCURRENT_ITEMS, DEQUEUERS = 50, 40, 4
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: PriorityQueues, scenario: Scenario) -> None:
     sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
     run_id = unique_name("prio")
 
     def items(payload: dict[str, Any]) -> Any:
-        return observe.invoke(aws, res.items_function, payload)
+        return observe.invoke(aws, resources.items_function, payload)
 
     normal_ids = [f"{run_id}-n{i:02d}" for i in range(NORMAL_COUNT)]
     high_id = f"{run_id}-high"
@@ -37,86 +38,92 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     mine: set[str] = {*normal_ids, high_id}
     processed: list[dict[str, Any]] = []
 
-    with s.step(f"{NORMAL_COUNT} normal messages queued, then 1 high: the high one goes first"):
+    with scenario.step(
+        f"{NORMAL_COUNT} normal messages queued, then 1 high: the high one goes first"
+    ):
         bodies = [json.dumps({"id": i, "priority": "normal"}) for i in normal_ids] + [bad_body]
         for start in range(0, len(bodies), 10):
             sqs.send_message_batch(
-                QueueUrl=res.normal.url,
+                QueueUrl=resources.normal.url,
                 Entries=[
                     {"Id": str(n), "MessageBody": body}
                     for n, body in enumerate(bodies[start : start + 10])
                 ],
             )
         sqs.send_message(
-            QueueUrl=res.high.url, MessageBody=json.dumps({"id": high_id, "priority": "high"})
+            QueueUrl=resources.high.url, MessageBody=json.dumps({"id": high_id, "priority": "high"})
         )
-        s.note(f"queued {NORMAL_COUNT} normal + 1 malformed, then 1 high")
-        error, drained = observe.call(aws, res.consumer_function, {"budget": 100})
-        s.check("consumer error", expected=None, seen=error)
+        scenario.note(f"queued {NORMAL_COUNT} normal + 1 malformed, then 1 high")
+        error, drained = observe.call(aws, resources.consumer_function, {"budget": 100})
+        scenario.check("consumer error", expected=None, seen=error)
         processed = [p for p in drained["processed"] if p["id"] in mine]
-        s.check("first processed", expected=(high_id, "high"), seen=_first(processed))
+        scenario.check("first processed", expected=(high_id, "high"), seen=_first(processed))
         after = [p["id"] for p in processed[1:]]
-        s.check_that(
+        scenario.check_that(
             "normal messages processed after it",
             sorted(after) == sorted(normal_ids),
             expected=f"all {NORMAL_COUNT}, once each",
             seen=f"{len(set(after))} distinct of {len(after)}",
         )
-        stored = _stored(dynamodb, res.processed_table, sorted(mine))
-        s.check("processed items stored", expected=len(mine), seen=len(stored))
-        s.check_that(
+        stored = _stored(dynamodb, resources.processed_table, sorted(mine))
+        scenario.check("processed items stored", expected=len(mine), seen=len(stored))
+        scenario.check_that(
             "the malformed one was left for redelivery",
             len(drained["failed"]) >= 1,
             expected="at least 1 failed",
             seen=drained["failed"][:1],
         )
 
-    with s.step("The malformed message is redelivered, then lands in the DLQ; nothing lost"):
+    with scenario.step("The malformed message is redelivered, then lands in the DLQ; nothing lost"):
 
         def drain_and_look() -> dict[str, Any] | None:
-            observe.call(aws, res.consumer_function, {"budget": 20})
-            return observe.find(aws, res.normal_dlq.url, observe.with_body(bad_body))
+            observe.call(aws, resources.consumer_function, {"budget": 20})
+            return observe.find(aws, resources.normal_dlq.url, observe.with_body(bad_body))
 
         dead = await_value(
             drain_and_look, timeout=45, interval=0.5, waiting_for="the malformed message in the DLQ"
         )
         receives = int(dead["Attributes"]["ApproximateReceiveCount"])
         sqs.change_message_visibility(  # back for the tally below, which reads the DLQ
-            QueueUrl=res.normal_dlq.url, ReceiptHandle=dead["ReceiptHandle"], VisibilityTimeout=0
+            QueueUrl=resources.normal_dlq.url,
+            ReceiptHandle=dead["ReceiptHandle"],
+            VisibilityTimeout=0,
         )
-        s.check_that(
+        scenario.check_that(
             "receives before the move",
-            receives >= res.max_receive_count,
-            expected=f">= {res.max_receive_count}",
+            receives >= resources.max_receive_count,
+            expected=f">= {resources.max_receive_count}",
             seen=receives,
         )
         observe.check_nothing_lost(
-            s,
+            scenario,
             aws,
             sent=len(mine) + 1,  # and the malformed one
-            processed=len(_stored(dynamodb, res.processed_table, sorted(mine))),
-            dlq=res.normal_dlq,
+            processed=len(_stored(dynamodb, resources.processed_table, sorted(mine))),
+            dlq=resources.normal_dlq,
             of_run=lambda message: run_id in message["Body"],
         )
 
-    with s.step("DynamoDB queue: re-prioritising items changes the dequeue order"):
+    with scenario.step("DynamoDB queue: re-prioritising items changes the dequeue order"):
         queue = f"{run_id}-order"
         names = ["a", "b", "c", "d"]
         for name in names:
             items({"action": "enqueue", "queue": queue, "id": name, "priority": 5})
-        s.note("enqueued a, b, c, d at priority 5 (first in, first out within a priority)")
+        scenario.note("enqueued a, b, c, d at priority 5 (first in, first out within a priority)")
         items({"action": "reprioritise", "queue": queue, "id": "d", "priority": 1})
         items({"action": "reprioritise", "queue": queue, "id": "a", "priority": 9})
-        s.note("re-prioritised d to 1 (sooner) and a to 9 (later)")
+        scenario.note("re-prioritised d to 1 (sooner) and a to 9 (later)")
         order = []
         for _ in names:
             got = items({"action": "dequeue", "queue": queue, "worker": "w", "max_items": 1})
             order += [i["item_id"] for i in got["items"]]
-        s.check("dequeue order", expected=["d", "b", "c", "a"], seen=order)
+        scenario.check("dequeue order", expected=["d", "b", "c", "a"], seen=order)
         empty = items({"action": "dequeue", "queue": queue, "worker": "w", "max_items": 1})
-        s.check("dequeue on an empty queue", expected=[], seen=empty["items"])
+        scenario.check("dequeue on an empty queue", expected=[], seen=empty["items"])
 
-    with s.step(f"{DEQUEUERS} concurrent dequeuers on {CONCURRENT_ITEMS} items never share one"):
+    with scenario.step(
+        f"{DEQUEUERS} concurrent dequeuers on {CONCURRENT_ITEMS} items never share one"
+    ):
         queue = f"{run_id}-race"
         wanted = [f"i{n:02d}" for n in range(CONCURRENT_ITEMS)]
         with ThreadPoolExecutor(8) as pool:
@@ -144,20 +151,20 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             )
         got = [i["item_id"] for r in results for i in r["items"]]
         per_worker = {r["worker"]: len(r["items"]) for r in results}
-        s.note(
+        scenario.note(
             f"items per dequeuer {per_worker}; claims lost to another dequeuer: "
             f"{sum(r['conflicts'] for r in results)}"
         )
-        s.check(
+        scenario.check(
             "items dequeued twice", expected=[], seen=sorted({i for i in got if got.count(i) > 1})
         )
-        s.check_that(
+        scenario.check_that(
             "items dequeued",
             sorted(got) == sorted(wanted),
             expected=f"all {CONCURRENT_ITEMS}",
             seen=len(set(got)),
         )
-        s.check_that(
+        scenario.check_that(
             "dequeuers that got items (they ran side by side)",
             sum(n > 0 for n in per_worker.values()) > 1,
             expected="more than 1",
@@ -166,12 +173,12 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         stored_workers = {
             r["worker"]: sorted(
                 i["item_id"]
-                for i in _stored_items(dynamodb, res.items_table, queue, r["items"])
+                for i in _stored_items(dynamodb, resources.items_table, queue, r["items"])
                 if i["worker"] == r["worker"]
             )
             for r in results
         }
-        s.check_that(
+        scenario.check_that(
             "each item's stored worker is the dequeuer that got it",
             stored_workers
             == {r["worker"]: sorted(i["item_id"] for i in r["items"]) for r in results},
@@ -179,15 +186,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             seen={w: len(ids) for w, ids in stored_workers.items()},
         )
 
-    with s.step("Bad requests get a clear error"):
+    with scenario.step("Bad requests get a clear error"):
         queue = f"{run_id}-bad"
         error, answer = observe.call(
             aws,
-            res.items_function,
+            resources.items_function,
             {"action": "enqueue", "queue": queue, "id": "x", "priority": "urgent"},
         )
-        s.check("error type", expected="InvalidRequest", seen=answer.get("errorType"))
-        s.check_that(
+        scenario.check("error type", expected="InvalidRequest", seen=answer.get("errorType"))
+        scenario.check_that(
             "message",
             "priority must be an integer" in answer.get("errorMessage", ""),
             expected="priority must be an integer …",
@@ -197,15 +204,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         items({"action": "dequeue", "queue": queue, "worker": "w", "max_items": 1})
         error, answer = observe.call(
             aws,
-            res.items_function,
+            resources.items_function,
             {"action": "reprioritise", "queue": queue, "id": "y", "priority": 0},
         )
-        s.check(
+        scenario.check(
             "re-prioritising a dequeued item",
             expected="InvalidRequest",
             seen=answer.get("errorType"),
         )
-        s.note(answer.get("errorMessage", ""))
+        scenario.note(answer.get("errorMessage", ""))
 
 
 def _first(processed: list[dict[str, Any]]) -> tuple[str, str] | None:

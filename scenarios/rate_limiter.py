@@ -27,6 +27,7 @@ from typing import Any
 import requests
 from botocore.config import Config
 
+from bootstrap.rate_limiter import RateLimiter
 from sandbox import observe, provision
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
@@ -35,14 +36,14 @@ from sandbox.local_http import Reply, Request, serve
 HOLD_SECONDS = 0.5  # how long the downstream takes per call: long enough for calls to overlap
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
     run_id = unique_name("run")
     answered: Counter[int] = Counter()
 
     def call(path: str, client: str | None) -> requests.Response:
         headers = {"X-Client-Id": client} if client is not None else {}
-        answer = requests.get(f"{res.api.url}{path}", headers=headers, timeout=30)
+        answer = requests.get(f"{resources.api.url}{path}", headers=headers, timeout=30)
         answered[answer.status_code] += 1
         return answer
 
@@ -52,28 +53,32 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def bucket(client: str) -> dict[str, Any]:
         return dynamodb.get_item(
-            TableName=res.buckets_table, Key={"id": {"S": client}}, ConsistentRead=True
+            TableName=resources.buckets_table, Key={"id": {"S": client}}, ConsistentRead=True
         )["Item"]
 
-    with s.step("Bad input gets 400 with the reason"):
+    with scenario.step("Bad input gets 400 with the reason"):
         missing = call("/bucket", None)
-        s.check("no X-Client-Id", expected=400, seen=missing.status_code)
-        s.check(
+        scenario.check("no X-Client-Id", expected=400, seen=missing.status_code)
+        scenario.check(
             "reason", expected="the X-Client-Id header is required", seen=missing.json()["message"]
         )
         malformed = call("/window", "not a valid id!")
-        s.check("malformed X-Client-Id", expected=400, seen=malformed.status_code)
-        s.note(f"reason: {malformed.json()['message']}")
+        scenario.check("malformed X-Client-Id", expected=400, seen=malformed.status_code)
+        scenario.note(f"reason: {malformed.json()['message']}")
 
-    with s.step(f"Token bucket, burst {res.bucket_capacity}: the 4th call in a row gets 429"):
+    with scenario.step(
+        f"Token bucket, burst {resources.bucket_capacity}: the 4th call in a row gets 429"
+    ):
         client = f"{run_id}-a"
-        answers = [call("/bucket", client) for _ in range(res.bucket_capacity + 1)]
-        s.check(
+        answers = [call("/bucket", client) for _ in range(resources.bucket_capacity + 1)]
+        scenario.check(
             "status codes", expected=[200, 200, 200, 429], seen=[a.status_code for a in answers]
         )
-        s.check("remaining", expected=[2, 1, 0], seen=[a.json()["remaining"] for a in answers[:3]])
+        scenario.check(
+            "remaining", expected=[2, 1, 0], seen=[a.json()["remaining"] for a in answers[:3]]
+        )
         refused = answers[-1]
-        s.check_that(
+        scenario.check_that(
             "429 says when to come back",
             int(refused.headers.get("Retry-After", "0")) >= 1,
             expected="Retry-After >= 1",
@@ -81,7 +86,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
         refused_at = time.monotonic()
 
-    with s.step(f"After the refill ({res.refill_per_second} tokens/s) a call passes again"):
+    with scenario.step(
+        f"After the refill ({resources.refill_per_second} tokens/s) a call passes again"
+    ):
         passed = await_value(
             lambda: call("/bucket", client),
             until=lambda a: a.status_code == 200,
@@ -90,18 +97,24 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             waiting_for="a call to pass after the refill",
         )
         waited = time.monotonic() - refused_at
-        s.note(
+        scenario.note(
             f"passed {waited:.1f} s after the 429 "
             f"(Retry-After was {refused.headers['Retry-After']} s)"
         )
-        s.check("remaining after the refilled call", expected=0, seen=passed.json()["remaining"])
+        scenario.check(
+            "remaining after the refilled call", expected=0, seen=passed.json()["remaining"]
+        )
         tokens = float(bucket(client)["tokens"]["N"])
-        s.check_that("stored tokens", 0 <= tokens < 1, expected="0 <= tokens < 1", seen=tokens)
+        scenario.check_that(
+            "stored tokens", 0 <= tokens < 1, expected="0 <= tokens < 1", seen=tokens
+        )
 
-    with s.step("20 concurrent calls on a bucket of 5 tokens: exactly 5 pass, none below zero"):
+    with scenario.step(
+        "20 concurrent calls on a bucket of 5 tokens: exactly 5 pass, none below zero"
+    ):
         client = f"{run_id}-b"
         dynamodb.put_item(
-            TableName=res.buckets_table,
+            TableName=resources.buckets_table,
             Item={
                 "id": {"S": client},
                 "tokens": {"N": "5"},
@@ -112,13 +125,16 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             },
         )
         codes = Counter(a.status_code for a in burst("/bucket", client, 20))
-        s.check("answers", expected={200: 5, 429: 15}, seen=dict(codes))
+        scenario.check("answers", expected={200: 5, 429: 15}, seen=dict(codes))
         row = bucket(client)
-        s.check("tokens left", expected=0.0, seen=float(row["tokens"]["N"]))
-        s.check("conditional writes that succeeded", expected=5, seen=int(row["version"]["N"]))
+        scenario.check("tokens left", expected=0.0, seen=float(row["tokens"]["N"]))
+        scenario.check(
+            "conditional writes that succeeded", expected=5, seen=int(row["version"]["N"])
+        )
 
-    with s.step(
-        f"Fixed window ({res.window_limit} per {res.window_seconds} s) under 20 concurrent calls"
+    with scenario.step(
+        f"Fixed window ({resources.window_limit} per {resources.window_seconds} s)"
+        " under 20 concurrent calls"
     ):
         client = f"{run_id}-c"
         answers = burst("/window", client, 20)
@@ -127,21 +143,22 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             body = answer.json()
             by_window.setdefault(body["window_start_ms"], Counter())[answer.status_code] += 1
         seen = {start: dict(codes) for start, codes in sorted(by_window.items())}
-        s.check_that(
+        scenario.check_that(
             "in every window, passes = min(limit, calls)",
             all(
-                codes[200] == min(res.window_limit, codes[200] + codes[429])
+                codes[200] == min(resources.window_limit, codes[200] + codes[429])
                 for codes in by_window.values()
             ),
-            expected=f"min({res.window_limit}, calls) passes per window",
+            expected=f"min({resources.window_limit}, calls) passes per window",
             seen=seen,
         )
         last_refused = max(
             (start for start, codes in by_window.items() if codes[429]), default=None
         )
-        s.check_that(
+        scenario.check_that(
             "some calls were refused", last_refused is not None, expected="a 429", seen=seen
         )
+        assert last_refused is not None  # the check above stops the scenario otherwise
         later = await_value(
             lambda: call("/window", client),
             until=lambda a: a.status_code == 200 and a.json()["window_start_ms"] > last_refused,
@@ -149,44 +166,46 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             timeout=15,
             waiting_for="a call to pass in the next window",
         )
-        s.check_that(
+        scenario.check_that(
             "a refused caller passes in the next window",
-            later.json()["window_start_ms"] >= last_refused + res.window_seconds * 1000,
+            later.json()["window_start_ms"] >= last_refused + resources.window_seconds * 1000,
             expected=f"a window after {last_refused}",
             seen=later.json(),
         )
-        s.check_that(
+        scenario.check_that(
             "every API call got 200, 429 or 400",
             set(answered) <= {200, 429, 400},
             expected="{200, 429, 400}",
             seen=dict(answered),
         )
-        s.note(f"calls so far: {sum(answered.values())} = {dict(answered)}")
+        scenario.note(f"calls so far: {sum(answered.values())} = {dict(answered)}")
 
     downstream = _Downstream()
     with serve(downstream.respond) as server:
-        _configure_downstream(aws, res.worker, f"{server.url}/jobs")
-        s.note(f"stand-in downstream at {server.url}, holding each call {HOLD_SECONDS} s")
+        _configure_downstream(aws, resources.worker, f"{server.url}/jobs")
+        scenario.note(f"stand-in downstream at {server.url}, holding each call {HOLD_SECONDS} s")
 
-        with s.step(
-            f"SQS buffer: the downstream never sees more than {res.downstream_cap} at once"
+        with scenario.step(
+            f"SQS buffer: the downstream never sees more than {resources.downstream_cap} at once"
         ):
-            mapping = aws.client("lambda").get_event_source_mapping(UUID=res.worker_mapping)
-            s.check(
+            mapping = aws.client("lambda").get_event_source_mapping(UUID=resources.worker_mapping)
+            scenario.check(
                 "mapping's ScalingConfig",
                 expected={"MaximumConcurrency": 2},
                 seen=mapping.get("ScalingConfig"),
             )
             jobs = [{"job": f"{run_id}-job-{i}"} for i in range(10)]
-            poison = {"job": f"{run_id}-poison", "poison": True}
+            poison: dict[str, Any] = {"job": f"{run_id}-poison", "poison": True}
             with ThreadPoolExecutor(max_workers=11) as pool:
                 posted = list(
                     pool.map(
-                        lambda j: requests.post(f"{res.api.url}/jobs", json=j, timeout=10),
+                        lambda j: requests.post(f"{resources.api.url}/jobs", json=j, timeout=10),
                         [*jobs, poison],
                     )
                 )
-            s.check("jobs buffered", expected=[202] * 11, seen=[p.status_code for p in posted])
+            scenario.check(
+                "jobs buffered", expected=[202] * 11, seen=[p.status_code for p in posted]
+            )
             await_value(
                 lambda: downstream.accepted(run_id),
                 until=lambda got: len(got) >= len(jobs),
@@ -194,40 +213,42 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 waiting_for="the downstream to accept all 10 jobs",
             )
             observe.check_dead_lettered(
-                s,
+                scenario,
                 aws,
-                res.dlq,
+                resources.dlq,
                 observe.with_field("job", poison["job"]),
                 max_receive_count=2,
                 keep=True,
             )
             accepted = downstream.accepted(run_id)
-            s.check("each job delivered once", expected={j["job"]: 1 for j in jobs}, seen=accepted)
-            s.check_that(
+            scenario.check(
+                "each job delivered once", expected={j["job"]: 1 for j in jobs}, seen=accepted
+            )
+            scenario.check_that(
                 "the refused job was tried more than once",
                 downstream.tries(poison["job"]) >= 2,
                 expected=">= 2 tries",
                 seen=downstream.tries(poison["job"]),
             )
             observe.check_nothing_lost(
-                s,
+                scenario,
                 aws,
                 sent=len(posted),
                 processed=sum(accepted.values()),
-                dlq=res.dlq,
+                dlq=resources.dlq,
                 of_run=lambda message: run_id in message["Body"],
             )
             # Exactly the cap: more would break the downstream, fewer would mean the mapping
             # is not running batches in parallel at all.
-            s.check(
+            scenario.check(
                 "most calls the downstream had at once",
-                expected=res.downstream_cap,
+                expected=resources.downstream_cap,
                 seen=downstream.max_in_flight,
             )
 
-        with s.step(
-            f"Reserved concurrency {res.downstream_cap}: parallel demand is throttled, "
-            f"the downstream sees at most {res.downstream_cap}"
+        with scenario.step(
+            f"Reserved concurrency {resources.downstream_cap}: parallel demand is throttled, "
+            f"the downstream sees at most {resources.downstream_cap}"
         ):
             downstream.max_in_flight = 0
             no_retries = aws.session.client(
@@ -240,10 +261,10 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             throttles = Counter[str]()
 
             def invoke(job: str) -> None:
-                event = _sqs_event(aws, res.buffer.arn, json.dumps({"job": job}))
+                event = _sqs_event(aws, resources.buffer.arn, json.dumps({"job": job}))
                 while True:
                     try:
-                        no_retries.invoke(FunctionName=res.worker, Payload=json.dumps(event))
+                        no_retries.invoke(FunctionName=resources.worker, Payload=json.dumps(event))
                         return
                     except no_retries.exceptions.TooManyRequestsException:
                         throttles[job] += 1
@@ -252,17 +273,19 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             with ThreadPoolExecutor(max_workers=len(direct)) as pool:
                 list(pool.map(invoke, direct))
             throttled = sum(throttles.values())
-            s.check_that(
+            scenario.check_that(
                 "invocations throttled (TooManyRequestsException)",
                 throttled > 0,
                 expected="> 0",
                 seen=f"{throttled} over {len(direct)} concurrent jobs",
             )
             accepted = downstream.accepted(f"{run_id}-direct")
-            s.check("each job delivered once", expected={j: 1 for j in direct}, seen=accepted)
-            s.check(
+            scenario.check(
+                "each job delivered once", expected={j: 1 for j in direct}, seen=accepted
+            )
+            scenario.check(
                 "most calls the downstream had at once",
-                expected=res.downstream_cap,
+                expected=resources.downstream_cap,
                 seen=downstream.max_in_flight,
             )
 

@@ -21,6 +21,7 @@ import re
 import threading
 from typing import Any
 
+from bootstrap.retry_backoff import RetryBackoff
 from sandbox import executions, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
@@ -56,44 +57,44 @@ def downstream() -> Any:
     return serve(respond)
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: RetryBackoff, scenario: Scenario) -> None:
     with downstream() as server:
-        _run(aws, res, s, server)
+        _run(aws, resources, scenario, server)
 
 
-def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
+def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> None:
     sqs = aws.client("sqs")
     run_id = unique_name("retry")
 
     def path(behaviour: str, name: str) -> str:
         return f"/{behaviour}/{run_id}-{name}"
 
-    with s.step("Client: a non-retryable error makes exactly one call"):
+    with scenario.step("Client: a non-retryable error makes exactly one call"):
         p = path("reject", "client")
-        error, answer = observe.call(aws, res.client_function, {"url": server.url + p})
-        s.check("error type", expected="DownstreamRejected", seen=answer.get("errorType"))
-        s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        scenario.check("error type", expected="DownstreamRejected", seen=answer.get("errorType"))
+        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
 
-    with s.step(
-        f"Client: a throttled call is retried up to {res.max_attempts} calls, then gives up; "
-        f"gaps within the cap ({res.max_delay} s)"
+    with scenario.step(
+        f"Client: a throttled call is retried up to {resources.max_attempts} calls, then gives up; "
+        f"gaps within the cap ({resources.max_delay} s)"
     ):
         p = path("throttle", "client")
-        error, answer = observe.call(aws, res.client_function, {"url": server.url + p})
-        s.check("error type", expected="DownstreamThrottled", seen=answer.get("errorType"))
-        s.note(answer.get("errorMessage", ""))
+        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        scenario.check("error type", expected="DownstreamThrottled", seen=answer.get("errorType"))
+        scenario.note(answer.get("errorMessage", ""))
         calls = server.to(p)
-        s.check("calls the downstream saw", expected=res.max_attempts, seen=len(calls))
+        scenario.check("calls the downstream saw", expected=resources.max_attempts, seen=len(calls))
         gaps = _gaps([c.at for c in calls])
-        ceilings = [min(res.max_delay, res.base_delay * 2**i) for i in range(len(gaps))]
-        s.note(f"gaps between calls (s): {gaps}; ceilings: {ceilings}")
-        s.check_that(
+        ceilings = [min(resources.max_delay, resources.base_delay * 2**i) for i in range(len(gaps))]
+        scenario.note(f"gaps between calls (s): {gaps}; ceilings: {ceilings}")
+        scenario.check_that(
             "largest gap",
-            max(gaps) <= res.max_delay + CALL_ALLOWANCE,
-            expected=f"<= cap {res.max_delay} + {CALL_ALLOWANCE} for the call",
+            max(gaps) <= resources.max_delay + CALL_ALLOWANCE,
+            expected=f"<= cap {resources.max_delay} + {CALL_ALLOWANCE} for the call",
             seen=max(gaps),
         )
-        s.check_that(
+        scenario.check_that(
             "each gap within its attempt's ceiling min(cap, base * 2^n)",
             all(g <= c + CALL_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
             expected=[round(c + CALL_ALLOWANCE, 3) for c in ceilings],
@@ -102,29 +103,29 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
         # Lower bounds, so a retry loop that does not wait fails: the handler names the delay
         # it drew before each retry, and the downstream saw at least that much between calls.
         delays = _reported_delays(answer.get("errorMessage", ""))
-        s.check_that(
+        scenario.check_that(
             "each gap at least the delay the handler drew for it",
             len(delays) == len(gaps)
             and all(g >= d - TIMER_SLACK for g, d in zip(gaps, delays, strict=True)),
             expected=f">= {delays}",
             seen=gaps,
         )
-        s.check_that(
+        scenario.check_that(
             "the drawn delays wait at all, each within its ceiling (full jitter)",
             sum(delays) > 0 and all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True)),
             expected=f"0 <= delay <= {ceilings}, not all 0",
             seen=delays,
         )
 
-    with s.step("Client: a call throttled twice succeeds on the third"):
+    with scenario.step("Client: a call throttled twice succeeds on the third"):
         p = path("flaky2", "client")
-        error, answer = observe.call(aws, res.client_function, {"url": server.url + p})
-        s.check("error", expected=None, seen=error)
-        s.check("statuses", expected=[429, 429, 200], seen=answer["statuses"])
-        s.check("calls the downstream saw", expected=3, seen=len(server.to(p)))
+        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        scenario.check("error", expected=None, seen=error)
+        scenario.check("statuses", expected=[429, 429, 200], seen=answer["statuses"])
+        scenario.check("calls the downstream saw", expected=3, seen=len(server.to(p)))
 
-    with s.step(
-        f"SQS redelivery: throttled until maxReceiveCount ({res.max_receive_count}), then DLQ"
+    with scenario.step(
+        f"SQS redelivery: throttled until maxReceiveCount ({resources.max_receive_count}), then DLQ"
     ):
         paths = {
             "flaky1": path("flaky1", "sqs"),
@@ -134,39 +135,39 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
         bodies = {name: json.dumps({"url": server.url + p}) for name, p in paths.items()}
         bodies["malformed"] = f"not json {run_id}"
         sqs.send_message_batch(
-            QueueUrl=res.queue.url,
+            QueueUrl=resources.queue.url,
             Entries=[{"Id": name, "MessageBody": body} for name, body in bodies.items()],
         )
-        s.note("sent: throttled once, throttled always, rejected, malformed")
+        scenario.note("sent: throttled once, throttled always, rejected, malformed")
         dead_bodies = {bodies["throttle"], bodies["reject"], bodies["malformed"]}
         taken = observe.collect(
             aws,
-            res.dlq.url,
+            resources.dlq.url,
             lambda m: m["Body"] in dead_bodies,
             len(dead_bodies),
             timeout=45,
             waiting_for="messages in the DLQ",
         )
         dead = {m["Body"]: m for m in taken}
-        s.check("DLQ entries, once each", expected=len(dead_bodies), seen=len(taken))
+        scenario.check("DLQ entries, once each", expected=len(dead_bodies), seen=len(taken))
         # The message throttled once may still be waiting for its second delivery.
         left = await_value(
-            lambda: observe.depth(aws, res.queue.url),
+            lambda: observe.depth(aws, resources.queue.url),
             until=lambda n: n == 0,
             timeout=15,
             waiting_for="the queue to be empty",
         )
-        s.check("messages left in the queue", expected=0, seen=left)
-        calls = {name: len(server.to(p)) for name, p in paths.items()}
-        s.check(
+        scenario.check("messages left in the queue", expected=0, seen=left)
+        calls_per_message = {name: len(server.to(p)) for name, p in paths.items()}
+        scenario.check(
             "calls per message",
-            expected={"flaky1": 2, "throttle": res.max_receive_count, "reject": 1},
-            seen=calls,
+            expected={"flaky1": 2, "throttle": resources.max_receive_count, "reject": 1},
+            seen=calls_per_message,
         )
-        s.note(
+        scenario.note(
             "gaps between the throttled message's deliveries (s): "
             f"{_gaps([c.at for c in server.to(paths['throttle'])])} (a jittered visibility "
-            f"timeout of 0..{res.visibility_cap} s, plus the mapping's poll interval)"
+            f"timeout of 0..{resources.visibility_cap} s, plus the mapping's poll interval)"
         )
         reasons = {
             name: dead[bodies[name]]
@@ -175,7 +176,7 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
             .get("StringValue")
             for name in ("throttle", "reject", "malformed")
         }
-        s.check_that(
+        scenario.check_that(
             "DLQ entries and why",
             reasons["throttle"] is None
             and "status 400" in (reasons["reject"] or "")
@@ -183,81 +184,92 @@ def _run(aws: Aws, res: Any, s: Scenario, server: LocalServer) -> None:
             expected="throttle by redrive (no reason); reject and malformed with a reason",
             seen=reasons,
         )
-        s.check(
+        scenario.check(
             "calls carrying the malformed body",
             expected=[],
             seen=[r.path for r in server.requests if bodies["malformed"] in r.body.decode()],
         )
-        processed = 1 if calls["flaky1"] == 2 else 0  # the stand-in answers its 2nd call 200
-        s.check("messages in = processed + DLQ", expected=len(bodies), seen=processed + len(dead))
+        processed = (
+            1 if calls_per_message["flaky1"] == 2 else 0
+        )  # the stand-in answers its 2nd call 200
+        scenario.check(
+            "messages in = processed + DLQ", expected=len(bodies), seen=processed + len(dead)
+        )
 
-    with s.step(
-        f"Step Functions: Retry (BackoffRate, MaxDelaySeconds {res.sfn_max_delay}, "
+    with scenario.step(
+        f"Step Functions: Retry (BackoffRate, MaxDelaySeconds {resources.sfn_max_delay}, "
         "JitterStrategy FULL) then the Catch"
     ):
         p = path("throttle", "sfn")
         per_task = 2
         done = executions.run(
             aws,
-            res.state_machine_arn,
+            resources.state_machine_arn,
             {"url": server.url + p, "max_attempts": per_task},
             timeout=60,
         )
-        s.check("execution", expected="FAILED", seen=done.status)
-        s.check("error", expected="DownstreamUnavailable", seen=done.error)
-        tries = 1 + res.sfn_max_attempts
-        s.check("task attempts in the history", expected=tries, seen=done.count("TaskScheduled"))
-        s.check("calls the downstream saw", expected=tries * per_task, seen=len(server.to(p)))
+        scenario.check("execution", expected="FAILED", seen=done.status)
+        scenario.check("error", expected="DownstreamUnavailable", seen=done.error)
+        tries = 1 + resources.sfn_max_attempts
+        scenario.check(
+            "task attempts in the history", expected=tries, seen=done.count("TaskScheduled")
+        )
+        scenario.check(
+            "calls the downstream saw", expected=tries * per_task, seen=len(server.to(p))
+        )
         failed_at = [e["timestamp"] for e in done.events if e["type"] == "TaskFailed"]
         scheduled_at = [e["timestamp"] for e in done.events if e["type"] == "TaskScheduled"]
         gaps = [
             round((nxt - fail).total_seconds(), 3)
             for fail, nxt in zip(failed_at, scheduled_at[1:], strict=False)
         ]
-        s.note(f"gaps between a failed attempt and the next (s): {gaps}")
-        s.check_that(
+        scenario.note(f"gaps between a failed attempt and the next (s): {gaps}")
+        scenario.check_that(
             "largest gap",
-            len(gaps) == res.sfn_max_attempts and max(gaps) <= res.sfn_max_delay + SFN_ALLOWANCE,
-            expected=f"{res.sfn_max_attempts} gaps, each <= MaxDelaySeconds {res.sfn_max_delay} "
-            f"+ {SFN_ALLOWANCE}",
+            len(gaps) == resources.sfn_max_attempts
+            and max(gaps) <= resources.sfn_max_delay + SFN_ALLOWANCE,
+            expected=f"{resources.sfn_max_attempts} gaps, each <= MaxDelaySeconds"
+            f" {resources.sfn_max_delay} + {SFN_ALLOWANCE}",
             seen=gaps,
         )
-        ceilings = [min(res.sfn_max_delay, 1 * 2**n) for n in range(len(gaps))]
-        s.check_that(
+        ceilings = [min(resources.sfn_max_delay, 1 * 2**n) for n in range(len(gaps))]
+        scenario.check_that(
             "each gap within min(MaxDelaySeconds, IntervalSeconds * BackoffRate^n)",
             all(g <= c + SFN_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
             expected=[c + SFN_ALLOWANCE for c in ceilings],
             seen=gaps,
         )
-        s.check_that(
+        scenario.check_that(
             "the failure ended in the Catch path",
             done.entered[-2:] == ["RecordFailure", "GaveUp"],
             expected="... RecordFailure, GaveUp",
             seen=done.entered,
         )
-        s.check_that(
+        scenario.check_that(
             "the cause says the downstream gave up",
             "DownstreamThrottled" in (done.cause or "") or "gave up" in (done.cause or ""),
             expected="DownstreamThrottled / gave up",
             seen=(done.cause or "")[:160],
         )
 
-    with s.step("Step Functions: a rejected call is caught after one call; a healthy one succeeds"):
+    with scenario.step(
+        "Step Functions: a rejected call is caught after one call; a healthy one succeeds"
+    ):
         p = path("reject", "sfn")
-        done = executions.run(aws, res.state_machine_arn, {"url": server.url + p}, timeout=60)
-        s.check("execution", expected="FAILED", seen=done.status)
-        s.check("task attempts", expected=1, seen=done.count("TaskScheduled"))
-        s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
-        s.check(
+        done = executions.run(aws, resources.state_machine_arn, {"url": server.url + p}, timeout=60)
+        scenario.check("execution", expected="FAILED", seen=done.status)
+        scenario.check("task attempts", expected=1, seen=done.count("TaskScheduled"))
+        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        scenario.check(
             "states entered",
             expected=["CallDownstream", "RecordFailure", "GaveUp"],
             seen=done.entered,
         )
         p = path("ok", "sfn")
-        done = executions.run(aws, res.state_machine_arn, {"url": server.url + p}, timeout=60)
-        s.check("execution", expected="SUCCEEDED", seen=done.status)
-        s.check("states entered", expected=["CallDownstream", "Done"], seen=done.entered)
-        s.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        done = executions.run(aws, resources.state_machine_arn, {"url": server.url + p}, timeout=60)
+        scenario.check("execution", expected="SUCCEEDED", seen=done.status)
+        scenario.check("states entered", expected=["CallDownstream", "Done"], seen=done.entered)
+        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
 
 
 def _reported_delays(message: str) -> list[float]:

@@ -18,13 +18,14 @@ from typing import Any
 
 from botocore.config import Config
 
+from bootstrap.sequence_generator import SequenceGenerator
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, unique_name
 
 CONCURRENT = 20
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: SequenceGenerator, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
     # One client for all threads, with a pool as large as the number of callers.
     lambda_ = aws.session.client(
@@ -41,7 +42,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def counter(key: str) -> int | None:
         item = dynamodb.get_item(
-            TableName=res.counters_table, Key={"id": {"S": key}}, ConsistentRead=True
+            TableName=resources.counters_table, Key={"id": {"S": key}}, ConsistentRead=True
         ).get("Item")
         return int(item["value"]["N"]) if item else None
 
@@ -50,65 +51,69 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
     def create(name: str, request_id: str | None = None) -> tuple[str | None, dict[str, Any]]:
         sent.append(name)
         request = {"request_id": request_id or unique_name("req"), "scope": scope, "name": name}
-        return invoke(res.create_function, request)
+        return invoke(resources.create_function, request)
 
-    with s.step(f"{CONCURRENT} concurrent creates get exactly 1..{CONCURRENT}"):
+    with scenario.step(f"{CONCURRENT} concurrent creates get exactly 1..{CONCURRENT}"):
         names = [f"order-{i:02d}" for i in range(CONCURRENT)]
         with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
             answers = list(pool.map(create, names))
         errors = [payload for error, payload in answers if error]
-        s.check("errors", expected=[], seen=errors)
+        scenario.check("errors", expected=[], seen=errors)
         ids = sorted(payload["id"] for _, payload in answers)
-        s.check("ids handed out", expected=list(range(1, CONCURRENT + 1)), seen=ids)
+        scenario.check("ids handed out", expected=list(range(1, CONCURRENT + 1)), seen=ids)
         attempts = [payload["attempts"] for _, payload in answers]
-        s.note(
+        scenario.note(
             f"transactions lost to a concurrent caller and retried: {sum(attempts) - CONCURRENT}"
             f" (most attempts by one caller: {max(attempts)})"
         )
-        s.check("counter", expected=CONCURRENT, seen=counter(f"counter#{scope}"))
-        stored = _records(dynamodb, res.records_table, scope)
-        s.check(
+        scenario.check("counter", expected=CONCURRENT, seen=counter(f"counter#{scope}"))
+        stored = _records(dynamodb, resources.records_table, scope)
+        scenario.check(
             "records stored (seq -> name) match the answers",
             expected=dict(sorted((p["id"], p["name"]) for _, p in answers)),
             seen=stored,
         )
 
-    with s.step(f"{CONCURRENT} concurrent atomic-counter calls get exactly 1..{CONCURRENT}"):
+    with scenario.step(f"{CONCURRENT} concurrent atomic-counter calls get exactly 1..{CONCURRENT}"):
         with ThreadPoolExecutor(max_workers=CONCURRENT) as pool:
-            answers = list(pool.map(lambda _: invoke(res.next_function, {"scope": scope}), names))
-        s.check("errors", expected=[], seen=[p for e, p in answers if e])
+            answers = list(
+                pool.map(lambda _: invoke(resources.next_function, {"scope": scope}), names)
+            )
+        scenario.check("errors", expected=[], seen=[p for e, p in answers if e])
         values = sorted(payload["value"] for _, payload in answers)
-        s.check("values handed out", expected=list(range(1, CONCURRENT + 1)), seen=values)
+        scenario.check("values handed out", expected=list(range(1, CONCURRENT + 1)), seen=values)
 
-    with s.step("A duplicate name cancels the transaction; the counter does not move"):
+    with scenario.step("A duplicate name cancels the transaction; the counter does not move"):
         error, payload = create(names[3])
-        s.check("function error", expected="Unhandled", seen=error)
-        s.check("error type", expected="DuplicateName", seen=payload.get("errorType"))
-        s.note(payload.get("errorMessage", ""))
-        s.check("counter", expected=CONCURRENT, seen=counter(f"counter#{scope}"))
+        scenario.check("function error", expected="Unhandled", seen=error)
+        scenario.check("error type", expected="DuplicateName", seen=payload.get("errorType"))
+        scenario.note(payload.get("errorMessage", ""))
+        scenario.check("counter", expected=CONCURRENT, seen=counter(f"counter#{scope}"))
         error, payload = create("order-next")
-        s.check("the next create takes the next number (no gap)", expected=21, seen=payload["id"])
+        scenario.check(
+            "the next create takes the next number (no gap)", expected=21, seen=payload["id"]
+        )
 
-    with s.step("A retried request (same request_id) gets the same id; the counter stays"):
+    with scenario.step("A retried request (same request_id) gets the same id; the counter stays"):
         request_id = unique_name("req")
         first = create("order-retried", request_id)[1]
         retried = create("order-retried", request_id)[1]
-        s.check("id on retry", expected=first["id"], seen=retried["id"])
-        s.check("counter", expected=first["id"], seen=counter(f"counter#{scope}"))
+        scenario.check("id on retry", expected=first["id"], seen=retried["id"])
+        scenario.check("counter", expected=first["id"], seen=counter(f"counter#{scope}"))
 
-    with s.step("A malformed request gets a clear error and takes no number"):
+    with scenario.step("A malformed request gets a clear error and takes no number"):
         before = counter(f"counter#{scope}")
         error, payload = create("")
-        s.check("error type", expected="InvalidRequest", seen=payload.get("errorType"))
-        s.note(payload.get("errorMessage", ""))
-        s.check("counter", expected=before, seen=counter(f"counter#{scope}"))
-        error, payload = invoke(res.next_function, {"scope": 7})
-        s.check(
+        scenario.check("error type", expected="InvalidRequest", seen=payload.get("errorType"))
+        scenario.note(payload.get("errorMessage", ""))
+        scenario.check("counter", expected=before, seen=counter(f"counter#{scope}"))
+        error, payload = invoke(resources.next_function, {"scope": 7})
+        scenario.check(
             "atomic counter error type", expected="InvalidRequest", seen=payload.get("errorType")
         )
-        created = len(_records(dynamodb, res.records_table, scope))
+        created = len(_records(dynamodb, resources.records_table, scope))
         refused, replayed = 2, 1  # the duplicate and the malformed one; the retried request
-        s.check(
+        scenario.check(
             "create requests = records + refused + answered again for a retry",
             expected=len(sent),
             seen=created + refused + replayed,

@@ -24,12 +24,13 @@ from typing import Any
 
 import requests
 
+from bootstrap.storage_first import StorageFirst
 from sandbox import observe, provision
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: StorageFirst, scenario: Scenario) -> None:
     sqs, lambda_, dynamodb = aws.client("sqs"), aws.client("lambda"), aws.client("dynamodb")
     run_id = unique_name("run")
     accepted: list[str] = []
@@ -39,7 +40,8 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         with ThreadPoolExecutor(max_workers=len(orders)) as pool:
             return list(
                 pool.map(
-                    lambda o: requests.post(f"{res.api.url}{path}", json=o, timeout=10), orders
+                    lambda o: requests.post(f"{resources.api.url}{path}", json=o, timeout=10),
+                    orders,
                 )
             )
 
@@ -53,7 +55,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         found = []
         for order_id in ids:
             item = dynamodb.get_item(
-                TableName=res.orders_table, Key={"id": {"S": order_id}}, ConsistentRead=True
+                TableName=resources.orders_table, Key={"id": {"S": order_id}}, ConsistentRead=True
             ).get("Item")
             if item and item["via"]["S"] == via:
                 found.append(order_id)
@@ -63,23 +65,25 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def in_dlq() -> list[str]:
         found = []
-        for order_id, count in _peek(sqs, res.dlq.url):
+        for order_id, count in _peek(sqs, resources.dlq.url):
             if run_id in order_id:
                 found.append(order_id)
                 # The count moves with the message; the first peek adds one receive.
                 receives.setdefault(order_id, count - 1)
         return found
 
-    with _restored(lambda_, res):
-        with s.step("POST succeeds while the consumer is broken"):
+    with _restored(lambda_, resources):
+        with scenario.step("POST succeeds while the consumer is broken"):
             # The inbox stream is not part of this; its mapping waits until the variant's turn.
-            _set_mapping(lambda_, res.stream_mapping, enabled=False)
-            _set_broken(lambda_, res.consumer, True)
-            s.note("deployed the consumer with BROKEN=true: every record it gets fails")
+            _set_mapping(lambda_, resources.stream_mapping, enabled=False)
+            _set_broken(lambda_, resources.consumer, True)
+            scenario.note("deployed the consumer with BROKEN=true: every record it gets fails")
             first = orders("broken", 3)
             answers = post("/orders", first)
-            s.check("status codes", expected=[202] * 3, seen=[a.status_code for a in answers])
-            s.check_that(
+            scenario.check(
+                "status codes", expected=[202] * 3, seen=[a.status_code for a in answers]
+            )
+            scenario.check_that(
                 "each answer carries the SQS message id",
                 all(a.json().get("messageId") for a in answers),
                 expected="a messageId each",
@@ -87,9 +91,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             )
             accepted += [o["order_id"] for o in first]
 
-        with s.step(
+        with scenario.step(
             f"Each order fails, is retried, and reaches the DLQ after "
-            f"maxReceiveCount={res.max_receive_count}"
+            f"maxReceiveCount={resources.max_receive_count}"
         ):
             ids = [o["order_id"] for o in first]
             dead = await_value(
@@ -98,62 +102,74 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 timeout=40,
                 waiting_for="the three orders in the DLQ",
             )
-            s.check("orders in the DLQ", expected=sorted(ids), seen=sorted(dead))
-            s.check_that(
+            scenario.check("orders in the DLQ", expected=sorted(ids), seen=sorted(dead))
+            scenario.check_that(
                 "times each was received (and failed) before the move",
-                all(receives[i] >= res.max_receive_count for i in ids),
-                expected=f">= {res.max_receive_count} each",
+                all(receives[i] >= resources.max_receive_count for i in ids),
+                expected=f">= {resources.max_receive_count} each",
                 seen={i[-8:]: receives[i] for i in ids},
             )
-            s.check("orders processed", expected=[], seen=processed(ids))
+            scenario.check("orders processed", expected=[], seen=processed(ids))
 
-        with s.step("With the consumer off, new orders wait in the queue; turned on, it drains"):
-            _set_mapping(lambda_, res.queue_mapping, enabled=False)
-            _set_broken(lambda_, res.consumer, False)
-            s.note("fixed the consumer (BROKEN=false) with its queue mapping disabled")
+        with scenario.step(
+            "With the consumer off, new orders wait in the queue; turned on, it drains"
+        ):
+            _set_mapping(lambda_, resources.queue_mapping, enabled=False)
+            _set_broken(lambda_, resources.consumer, False)
+            scenario.note("fixed the consumer (BROKEN=false) with its queue mapping disabled")
             second = orders("queued", 4)
             answers = post("/orders", second)
-            s.check("status codes", expected=[202] * 4, seen=[a.status_code for a in answers])
+            scenario.check(
+                "status codes", expected=[202] * 4, seen=[a.status_code for a in answers]
+            )
             accepted += [o["order_id"] for o in second]
             ids = [o["order_id"] for o in second]
             await_value(
-                lambda: observe.depth(aws, res.queue.url),
+                lambda: observe.depth(aws, resources.queue.url),
                 until=lambda n: n >= 4,
                 timeout=10,
                 waiting_for="4 messages in the queue",
             )
             holds_for(lambda: processed(ids), until=lambda found: not found, duration=2)
-            s.check(
-                "messages waiting in the queue", expected=4, seen=observe.depth(aws, res.queue.url)
+            scenario.check(
+                "messages waiting in the queue",
+                expected=4,
+                seen=observe.depth(aws, resources.queue.url),
             )
-            _set_mapping(lambda_, res.queue_mapping, enabled=True)
-            s.note("enabled the queue mapping again")
+            _set_mapping(lambda_, resources.queue_mapping, enabled=True)
+            scenario.note("enabled the queue mapping again")
             done = await_value(
                 lambda: processed(ids),
                 until=lambda found: len(found) == len(ids),
                 timeout=30,
                 waiting_for="the four queued orders to be processed",
             )
-            s.check("orders processed", expected=sorted(ids), seen=sorted(done))
+            scenario.check("orders processed", expected=sorted(ids), seen=sorted(done))
             await_value(
-                lambda: observe.depth(aws, res.queue.url),
+                lambda: observe.depth(aws, resources.queue.url),
                 until=lambda n: n == 0,
                 timeout=20,
                 waiting_for="the queue to be empty",
             )
-            s.check(
-                "messages left in the queue", expected=0, seen=observe.depth(aws, res.queue.url)
+            scenario.check(
+                "messages left in the queue",
+                expected=0,
+                seen=observe.depth(aws, resources.queue.url),
             )
 
-        with s.step("Bad input gets 400 and is never stored; in = processed + rejected + DLQ"):
-            bad = [
+        with scenario.step(
+            "Bad input gets 400 and is never stored; in = processed + rejected + DLQ"
+        ):
+            bad: list[dict[str, Any]] = [
                 {"order_id": f"{run_id}-bad-0", "customer": "c"},  # no amount
                 {"order_id": f"{run_id}-bad-1", "customer": "c", "amount": -5},
                 {"order_id": f"{run_id}-bad-2", "customer": "c", "amount": "ten"},
             ]
             answers = post("/orders", bad)
-            s.check("status codes", expected=[400] * 3, seen=[a.status_code for a in answers])
-            s.note(f"LocalStack's validator says only: {answers[0].json()}")
+            scenario.check(
+                "status codes", expected=[400] * 3, seen=[a.status_code for a in answers]
+            )
+            scenario.note(f"LocalStack's validator says only: {answers[0].json()}")
             rejected += bad
             holds_for(
                 lambda: processed([b["order_id"] for b in bad]) + in_dlq(),
@@ -162,98 +178,106 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             )
             done, dead = processed(accepted), in_dlq()
             total = len(accepted) + len(rejected)
-            s.check(
+            scenario.check(
                 "in = processed + rejected + in the DLQ",
                 expected=f"{total} = 4 + 3 + 3",
                 seen=f"{total} = {len(done)} + {len(rejected)} + {len(dead)}",
             )
 
-        with s.step("Redriving the DLQ processes the dead-lettered orders: nothing lost"):
-            task = sqs.start_message_move_task(SourceArn=res.dlq.arn, DestinationArn=res.queue.arn)
-            s.note(f"StartMessageMoveTask {task['TaskHandle'][:24]}…")
+        with scenario.step("Redriving the DLQ processes the dead-lettered orders: nothing lost"):
+            task = sqs.start_message_move_task(
+                SourceArn=resources.dlq.arn, DestinationArn=resources.queue.arn
+            )
+            scenario.note(f"StartMessageMoveTask {task['TaskHandle'][:24]}…")
             done = await_value(
                 lambda: processed(accepted),
                 until=lambda found: len(found) == len(accepted),
                 timeout=30,
                 waiting_for="every accepted order to be processed",
             )
-            s.check("orders processed", expected=len(accepted), seen=len(done))
-            s.check("this run's orders left in the DLQ", expected=[], seen=in_dlq())
+            scenario.check("orders processed", expected=len(accepted), seen=len(done))
+            scenario.check("this run's orders left in the DLQ", expected=[], seen=in_dlq())
 
-        with s.step("DynamoDB variant: PutItem stores the order while no code runs"):
+        with scenario.step("DynamoDB variant: PutItem stores the order while no code runs"):
             inbox = orders("inbox", 2)
             answers = post("/inbox", inbox)
-            s.check("status codes", expected=[202] * 2, seen=[a.status_code for a in answers])
+            scenario.check(
+                "status codes", expected=[202] * 2, seen=[a.status_code for a in answers]
+            )
             ids = [o["order_id"] for o in inbox]
             for answer, order in zip(answers, inbox, strict=True):
                 item = dynamodb.get_item(
-                    TableName=res.inbox_table,
+                    TableName=resources.inbox_table,
                     Key={"id": {"S": answer.json()["id"]}},
                     ConsistentRead=True,
                 ).get("Item")
-                s.check(
+                scenario.check(
                     f"inbox item {answer.json()['id'][:8]}… holds the request",
                     expected=order,
                     seen=json.loads(item["body"]["S"]) if item else None,
                 )
             holds_for(lambda: processed(ids, via="inbox"), until=lambda f: not f, duration=2)
-            _set_mapping(lambda_, res.stream_mapping, enabled=True)
-            s.note("enabled the stream mapping")
+            _set_mapping(lambda_, resources.stream_mapping, enabled=True)
+            scenario.note("enabled the stream mapping")
             done = await_value(
                 lambda: processed(ids, via="inbox"),
                 until=lambda found: len(found) == len(ids),
                 timeout=40,
                 waiting_for="the inbox orders to be processed from the stream",
             )
-            s.check("orders processed from the stream", expected=sorted(ids), seen=sorted(done))
+            scenario.check(
+                "orders processed from the stream", expected=sorted(ids), seen=sorted(done)
+            )
 
-        with s.step("DynamoDB variant, consumer broken: the order stays in the inbox table"):
-            _set_broken(lambda_, res.consumer, True)
+        with scenario.step("DynamoDB variant, consumer broken: the order stays in the inbox table"):
+            _set_broken(lambda_, resources.consumer, True)
             order = orders("inbox-broken", 1)[0]
             answer = post("/inbox", [order])[0]
-            s.check("status code", expected=202, seen=answer.status_code)
+            scenario.check("status code", expected=202, seen=answer.status_code)
             inbox_id = answer.json()["id"]
             sequence = await_value(
-                lambda: _sequence_of(aws, res.inbox_table, inbox_id),
+                lambda: _sequence_of(aws, resources.inbox_table, inbox_id),
                 timeout=10,
                 waiting_for="the inbox item's stream record",
             )
             record = await_value(
-                lambda: observe.take(aws, res.dlq.url, lambda m: _covers(m, sequence)),
+                lambda: observe.take(aws, resources.dlq.url, lambda m: _covers(m, sequence)),
                 timeout=40,
                 waiting_for="the stream mapping's on-failure record in the DLQ",
             )
             context = json.loads(record["Body"])["requestContext"]
-            s.check(
+            scenario.check(
                 "on-failure record points at the order's stream record",
-                expected=("RetryAttemptsExhausted", res.max_receive_count + 1),
+                expected=("RetryAttemptsExhausted", resources.max_receive_count + 1),
                 seen=(context["condition"], context["approximateInvokeCount"]),
             )
             item = dynamodb.get_item(
-                TableName=res.inbox_table, Key={"id": {"S": inbox_id}}, ConsistentRead=True
+                TableName=resources.inbox_table, Key={"id": {"S": inbox_id}}, ConsistentRead=True
             ).get("Item")
-            s.check(
+            scenario.check(
                 "the order is still in the inbox table",
                 expected=order,
                 seen=json.loads(item["body"]["S"]) if item else None,
             )
-            s.check("orders processed", expected=[], seen=processed([order["order_id"]], "inbox"))
-            _set_broken(lambda_, res.consumer, False)
+            scenario.check(
+                "orders processed", expected=[], seen=processed([order["order_id"]], "inbox")
+            )
+            _set_broken(lambda_, resources.consumer, False)
             stale = 0
-            while observe.take(aws, res.dlq.url, lambda m: "DDBStreamBatchInfo" in m["Body"]):
+            while observe.take(aws, resources.dlq.url, lambda m: "DDBStreamBatchInfo" in m["Body"]):
                 stale += 1
-            s.note(f"removed {stale} other on-failure record(s) from the DLQ")
+            scenario.note(f"removed {stale} other on-failure record(s) from the DLQ")
 
 
 @contextmanager
-def _restored(lambda_: Any, res: Any) -> Iterator[None]:
+def _restored(lambda_: Any, resources: Any) -> Iterator[None]:
     """Whatever happens, leave the consumer healthy and both mappings on."""
     try:
         yield
     finally:
-        _set_broken(lambda_, res.consumer, False)
-        _set_mapping(lambda_, res.queue_mapping, enabled=True)
-        _set_mapping(lambda_, res.stream_mapping, enabled=True)
+        _set_broken(lambda_, resources.consumer, False)
+        _set_mapping(lambda_, resources.queue_mapping, enabled=True)
+        _set_mapping(lambda_, resources.stream_mapping, enabled=True)
 
 
 def _set_broken(lambda_: Any, function: str, broken: bool) -> None:

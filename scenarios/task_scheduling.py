@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
+from bootstrap.task_scheduling import TaskScheduling
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 from sandbox.observe import check_schedule, invoke
@@ -27,18 +29,18 @@ SOON_SECONDS = 8
 PRECISION_SECONDS = 15  # well under the one-minute tick
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: TaskScheduling, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
     run_id = unique_name("run")
 
     def create(due: datetime | str, **payload: Any) -> dict[str, Any]:
         when = due if isinstance(due, str) else due.isoformat()
         request = {"due": when, "payload": {"run": run_id, **payload}}
-        return invoke(aws, res.create_function, request)
+        return invoke(aws, resources.create_function, request)
 
     def job(job_id: str) -> dict[str, Any]:
         item = dynamodb.get_item(
-            TableName=res.table,
+            TableName=resources.table,
             Key={"bucket": {"S": job_id[:16]}, "job_key": {"S": job_id}},
             ConsistentRead=True,
         )["Item"]
@@ -49,17 +51,19 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def stored_for_run() -> int:
         pages = dynamodb.get_paginator("scan").paginate(
-            TableName=res.table,
+            TableName=resources.table,
             FilterExpression="contains(payload, :run)",
             ExpressionAttributeValues={":run": {"S": run_id}},
         )
         return sum(page["Count"] for page in pages)
 
-    with s.step("The rule that drives the tick exists with its target"):
-        targets = check_schedule(s, aws, res.rule, res.schedule)
-        s.check("target", expected=[res.tick_function_arn], seen=[t["Arn"] for t in targets])
+    with scenario.step("The rule that drives the tick exists with its target"):
+        targets = check_schedule(scenario, aws, resources.rule, resources.schedule)
+        scenario.check(
+            "target", expected=[resources.tick_function_arn], seen=[t["Arn"] for t in targets]
+        )
 
-    with s.step("Malformed job definitions are refused at creation"):
+    with scenario.step("Malformed job definitions are refused at creation"):
         soon = datetime.now(UTC) + timedelta(seconds=30)
         bad = [
             {"payload": {"run": run_id}},
@@ -69,19 +73,21 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             {"due": soon.isoformat(), "payload": {"run": run_id}, "retries": 3},
         ]
         for definition in bad:
-            answer = invoke(aws, res.create_function, definition)
-            s.check(
+            answer = invoke(aws, resources.create_function, definition)
+            scenario.check(
                 f"refused: {answer.get('message')}",
                 expected=(False, "InvalidJob"),
                 seen=(answer["created"], answer.get("error")),
             )
-        s.check("jobs stored for the malformed definitions", expected=0, seen=stored_for_run())
+        scenario.check(
+            "jobs stored for the malformed definitions", expected=0, seen=stored_for_run()
+        )
 
-    with s.step("Jobs are created: due soon, overdue, an hour ahead, and one cancelled"):
+    with scenario.step("Jobs are created: due soon, overdue, an hour ahead, and one cancelled"):
         now = datetime.now(UTC)
         overdue = create(now - timedelta(minutes=10), kind="overdue")
-        s.note(f"overdue job (due {overdue['due']}) is set to run at {overdue['run_at']}")
-        s.check_that(
+        scenario.note(f"overdue job (due {overdue['due']}) is set to run at {overdue['run_at']}")
+        scenario.check_that(
             "the overdue job runs now, not in the past",
             overdue["run_at"] >= _iso(now),
             expected=f">= {_iso(now)}",
@@ -89,11 +95,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         )
         future = create(now + timedelta(hours=1), kind="future")["job_id"]
         cancelled = create(now + timedelta(seconds=3), kind="cancelled")["job_id"]
-        answer = invoke(aws, res.cancel_function, {"job_id": cancelled})
-        s.check("cancel", expected=True, seen=answer["cancelled"])
-        again = invoke(aws, res.cancel_function, {"job_id": cancelled})
-        s.check("cancel twice", expected=False, seen=again["cancelled"])
-        s.note(again["message"])
+        answer = invoke(aws, resources.cancel_function, {"job_id": cancelled})
+        scenario.check("cancel", expected=True, seen=answer["cancelled"])
+        again = invoke(aws, resources.cancel_function, {"job_id": cancelled})
+        scenario.check("cancel twice", expected=False, seen=again["cancelled"])
+        scenario.note(again["message"])
         # Due a few seconds from now, so the tick must hold them back with an SQS delay.
         first_due = datetime.now(UTC) + timedelta(seconds=SOON_SECONDS)
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -102,22 +108,22 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 range(DUE_SOON_JOBS),
             )
             due_soon = [c["job_id"] for c in created]
-        s.note(f"{DUE_SOON_JOBS} jobs due from {_iso(first_due)[11:]}, 250 ms apart")
+        scenario.note(f"{DUE_SOON_JOBS} jobs due from {_iso(first_due)[11:]}, 250 ms apart")
         due = [*due_soon, overdue["job_id"]]
-        s.check("jobs stored", expected=len(due) + 2, seen=stored_for_run())
+        scenario.check("jobs stored", expected=len(due) + 2, seen=stored_for_run())
 
-    with s.step("Two ticks run at once: no job is dispatched by both"):
+    with scenario.step("Two ticks run at once: no job is dispatched by both"):
         with ThreadPoolExecutor(max_workers=2) as pool:
-            ticks = list(pool.map(lambda _: invoke(aws, res.tick_function, {}), range(2)))
+            ticks = list(pool.map(lambda _: invoke(aws, resources.tick_function, {}), range(2)))
         mine = [[j for j in t["dispatched"] if j in due] for t in ticks]
         lost = [[j for j in t["lost"] if j in due] for t in ticks]
         for n, (t, got, missed) in enumerate(zip(ticks, mine, lost, strict=True), start=1):
-            s.note(
+            scenario.note(
                 f"tick {n} ({t['started_at'][11:]}..{t['finished_at'][11:]}): dispatched "
                 f"{len(got)} of ours, lost {len(missed)} claims to the other tick"
             )
         both = set(mine[0]) & set(mine[1])
-        s.check("jobs dispatched by both ticks", expected=set(), seen=both)
+        scenario.check("jobs dispatched by both ticks", expected=set(), seen=both)
         # The rule's own tick may have claimed one a moment ago: give it time to finish.
         statuses = await_value(
             lambda: {job(j)["status"] for j in due},
@@ -125,15 +131,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             timeout=10,
             waiting_for="every due job to be DONE",
         )
-        s.check("status of every due job", expected={"DONE"}, seen=statuses)
+        scenario.check("status of every due job", expected={"DONE"}, seen=statuses)
         by_other = [j for j in due if j not in mine[0] + mine[1]]
         if by_other:
-            s.note(f"{len(by_other)} were dispatched by the rule's own tick meanwhile")
+            scenario.note(f"{len(by_other)} were dispatched by the rule's own tick meanwhile")
 
-    with s.step("Each due job is delivered exactly once, not before it is due"):
+    with scenario.step("Each due job is delivered exactly once, not before it is due"):
         for job_id in due:
             await_value(
-                lambda j=job_id: deliveries(j),
+                partial(deliveries, job_id),
                 timeout=30,
                 waiting_for=f"delivery of {job_id}",
             )
@@ -142,11 +148,11 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             until=lambda c: all(n == 1 for n in c),
             duration=3,
         )
-        s.check("deliveries per due job", expected=[1] * len(due), seen=counts)
+        scenario.check("deliveries per due job", expected=[1] * len(due), seen=counts)
         late = []
         for job_id in due_soon:
             item = job(job_id)
-            s.check_that(
+            scenario.check_that(
                 f"delivered at or after due ({item['due'][11:]})",
                 item["delivered_at"] >= item["run_at"],
                 expected=f">= {item['run_at']}",
@@ -156,33 +162,35 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         dispatched_early = [
             _seconds(job(j)["run_at"]) - _seconds(job(j)["dispatched_at"]) for j in due_soon
         ]
-        s.note(
+        scenario.note(
             f"dispatched {min(dispatched_early):.1f}-{max(dispatched_early):.1f} s before due "
             f"(held back by the SQS delay), delivered {min(late):.1f}-{max(late):.1f} s after due"
         )
-        s.check_that(
+        scenario.check_that(
             "sub-minute precision: latest delivery after due (s)",
             max(late) < PRECISION_SECONDS,
             expected=f"< {PRECISION_SECONDS}",
             seen=round(max(late), 1),
         )
-        s.check("the overdue job ran", expected="1", seen=job(overdue["job_id"]).get("deliveries"))
+        scenario.check(
+            "the overdue job ran", expected="1", seen=job(overdue["job_id"]).get("deliveries")
+        )
         future_job = job(future)
-        s.check(
+        scenario.check(
             "the future job",
             expected=("PENDING", None),
             seen=(future_job["status"], future_job.get("deliveries")),
         )
         cancelled_job = job(cancelled)
-        s.check(
+        scenario.check(
             "the cancelled job (its due time has passed)",
             expected=("CANCELLED", None),
             seen=(cancelled_job["status"], cancelled_job.get("deliveries")),
         )
 
-    with s.step("A later tick does not dispatch a done job again"):
-        later = invoke(aws, res.tick_function, {})
-        s.check(
+    with scenario.step("A later tick does not dispatch a done job again"):
+        later = invoke(aws, resources.tick_function, {})
+        scenario.check(
             "our jobs in the later tick",
             expected=[],
             seen=[j for j in later["dispatched"] if j in due or j in (future, cancelled)],
@@ -192,7 +200,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             until=lambda c: c == [1] * len(due) + [0, 0],
             duration=3,
         )
-        s.check(
+        scenario.check(
             "deliveries (due jobs, future, cancelled)",
             expected=[1] * len(due) + [0, 0],
             seen=counts,

@@ -29,6 +29,7 @@ import urllib.request
 from collections import Counter
 from typing import Any
 
+from bootstrap.webhooks import Webhooks
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 from sandbox.local_http import Reply, Request, serve
@@ -45,7 +46,7 @@ from sandbox.observe import (
 TOLERANCE = 300  # seconds the receiver accepts a signature's timestamp
 
 
-def run(aws: Aws, res: Any, s: Scenario) -> None:
+def run(aws: Aws, resources: Webhooks, scenario: Scenario) -> None:
     sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
     tenant = unique_name("tenant")
     secrets: dict[str, str] = {}  # receiver path -> the secret registration returned
@@ -71,13 +72,15 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def delivery(delivery_id: str) -> dict[str, Any]:
         item = dynamodb.get_item(
-            TableName=res.deliveries_table, Key={"id": {"S": delivery_id}}, ConsistentRead=True
+            TableName=resources.deliveries_table,
+            Key={"id": {"S": delivery_id}},
+            ConsistentRead=True,
         )["Item"]
         return {k: next(iter(v.values())) for k, v in item.items()}
 
     def attempts(delivery_id: str) -> list[dict[str, Any]]:
         items = dynamodb.query(
-            TableName=res.attempts_table,
+            TableName=resources.attempts_table,
             KeyConditionExpression="delivery_id = :d",
             ExpressionAttributeValues={":d": {"S": delivery_id}},
             ConsistentRead=True,
@@ -86,7 +89,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
 
     def deliveries_of(tenant_: str) -> list[dict[str, Any]]:
         found = dynamodb.scan(
-            TableName=res.deliveries_table,
+            TableName=resources.deliveries_table,
             FilterExpression="tenant = :t",
             ExpressionAttributeValues={":t": {"S": tenant_}},
             ConsistentRead=True,
@@ -94,9 +97,9 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         return [delivery(item["id"]["S"]) for item in found]
 
     def publish(event: dict[str, Any]) -> None:
-        sqs.send_message(QueueUrl=res.outbound_queue.url, MessageBody=json.dumps(event))
+        sqs.send_message(QueueUrl=resources.outbound_queue.url, MessageBody=json.dumps(event))
 
-    with s.step("Registration refuses URLs outside the allowlist (400 with the reason)"):
+    with scenario.step("Registration refuses URLs outside the allowlist (400 with the reason)"):
         refused = {
             "http://169.254.169.254/latest/meta-data/": "not on the allowlist",
             "http://127.0.0.1.evil.example/hook": "not on the allowlist",
@@ -104,48 +107,54 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             "http://user:pw@127.0.0.1/hook": "must not carry credentials",
         }
         for url, reason in refused.items():
-            status, body = _post(res.api.url + "/subscriptions", _json(tenant, url, ["*"]))
-            s.check_that(
+            status, body = _post(resources.api.url + "/subscriptions", _json(tenant, url, ["*"]))
+            scenario.check_that(
                 f"{url} -> {status}",
                 status == 400 and reason in body.get("error", ""),
                 expected=f"400 saying '{reason}'",
                 seen=f"{status} {body}",
             )
-        status, body = _post(res.api.url + "/subscriptions", b"{not json")
-        s.check("a body that is not JSON", expected=400, seen=status)
+        status, body = _post(resources.api.url + "/subscriptions", b"{not json")
+        scenario.check("a body that is not JSON", expected=400, seen=status)
         stored = dynamodb.query(
-            TableName=res.subscriptions_table,
+            TableName=resources.subscriptions_table,
             KeyConditionExpression="tenant = :t",
             ExpressionAttributeValues={":t": {"S": tenant}},
         )["Count"]
-        s.check("subscriptions stored for the refused requests", expected=0, seen=stored)
+        scenario.check("subscriptions stored for the refused requests", expected=0, seen=stored)
 
     with serve(respond) as receiver:
-        with s.step("Two subscriptions point at a receiver on 127.0.0.1 (one failing for now)"):
+        with scenario.step(
+            "Two subscriptions point at a receiver on 127.0.0.1 (one failing for now)"
+        ):
             subscription_ids = {}
-            for path, events in (("/healthy", ["*"]), ("/flaky", ["order.created"])):
+            for path, types in (("/healthy", ["*"]), ("/flaky", ["order.created"])):
                 status, body = _post(
-                    res.api.url + "/subscriptions", _json(tenant, receiver.url + path, events)
+                    resources.api.url + "/subscriptions", _json(tenant, receiver.url + path, types)
                 )
-                s.check(f"register {path}", expected=201, seen=status)
+                scenario.check(f"register {path}", expected=201, seen=status)
                 secrets[path] = body["secret"]
                 subscription_ids[path] = body["id"]
-            s.note(f"receiver at {receiver.url}; tenant {tenant}")
+            scenario.note(f"receiver at {receiver.url}; tenant {tenant}")
 
-        with s.step("Each event is delivered signed; a failing receiver gets N attempts, FAILED"):
-            events = [
+        with scenario.step(
+            "Each event is delivered signed; a failing receiver gets N attempts, FAILED"
+        ):
+            events: list[dict[str, Any]] = [
                 {"id": unique_name("evt"), "tenant": tenant, "type": t, "data": {"n": n}}
                 for n, t in enumerate(["order.created", "order.created", "invoice.paid"])
             ]
             bad_event = f"not an event {tenant}"
             sqs.send_message_batch(
-                QueueUrl=res.outbound_queue.url,
+                QueueUrl=resources.outbound_queue.url,
                 Entries=[
                     *({"Id": f"e{n}", "MessageBody": json.dumps(e)} for n, e in enumerate(events)),
                     {"Id": "bad", "MessageBody": bad_event},
                 ],
             )
-            s.note("published 3 events (2 order.created, 1 invoice.paid) and 1 malformed one")
+            scenario.note(
+                "published 3 events (2 order.created, 1 invoice.paid) and 1 malformed one"
+            )
             expected = {"/healthy": 3, "/flaky": 2}  # flaky wants order.created only
             finished = await_value(
                 lambda: deliveries_of(tenant),
@@ -158,41 +167,43 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 for path, sub in subscription_ids.items()
             }
             for path, count in expected.items():
-                s.check(f"deliveries for {path}", expected=count, seen=len(by_path[path]))
-            s.check(
+                scenario.check(f"deliveries for {path}", expected=count, seen=len(by_path[path]))
+            scenario.check(
                 "healthy deliveries",
                 expected=[("DELIVERED", 1)] * 3,
                 seen=[(d["status"], int(d["attempts"])) for d in by_path["/healthy"]],
             )
             healthy_hits = receiver.to("/healthy")
-            s.check(
+            scenario.check(
                 "POSTs the healthy receiver got, each verified",
                 expected=["ok"] * 3,
                 seen=[v for p, _, v in verdicts if p == "/healthy"],
             )
             payloads = sorted(json.loads(r.body)["id"] for r in healthy_hits)
-            s.check(
+            scenario.check(
                 "event ids it received", expected=sorted(e["id"] for e in events), seen=payloads
             )
 
-            n = res.max_attempts
-            s.check(
+            n = resources.max_attempts
+            scenario.check(
                 f"failing deliveries end FAILED after {n} attempts",
                 expected=[("FAILED", n, "HTTP 503")] * 2,
                 seen=[
                     (d["status"], int(d["attempts"]), d["last_error"]) for d in by_path["/flaky"]
                 ],
             )
-            ceilings = [0.0] + [min(res.backoff_cap, res.backoff_base * 2**k) for k in range(n - 1)]
+            ceilings = [0.0] + [
+                min(resources.backoff_cap, resources.backoff_base * 2**k) for k in range(n - 1)
+            ]
             for d in by_path["/flaky"]:
                 tried = sorted(attempts(d["id"]), key=lambda a: a["attempt"])
-                s.check(
+                scenario.check(
                     f"attempts recorded for {d['id']}",
                     expected=[(f"000-{i:02d}", "503") for i in range(1, n + 1)],
                     seen=[(a["attempt"], a["status_code"]) for a in tried],
                 )
                 waits = [float(a["waited"]) for a in tried]
-                s.check_that(
+                scenario.check_that(
                     "full-jitter waits within [0, min(cap, base*2^n)]",
                     all(0 <= w <= c + 1e-9 for w, c in zip(waits, ceilings, strict=True)),
                     expected=f"each <= {ceilings}",
@@ -202,7 +213,7 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                     r.at for r in receiver.to("/flaky") if _header(r, "X-Webhook-Id") == d["id"]
                 ]
                 gaps = [b - a for a, b in zip(hits, hits[1:], strict=False)]
-                s.check_that(
+                scenario.check_that(
                     "receiver saw the attempts at least the waits apart",
                     len(hits) == n
                     and all(g >= w - 0.01 for g, w in zip(gaps, waits[1:], strict=True)),
@@ -210,34 +221,34 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                     seen=f"{len(hits)} requests, gaps {[round(g, 3) for g in gaps]}",
                 )
             statuses = Counter(d["status"] for d in finished)
-            s.check(
+            scenario.check(
                 "event deliveries in = delivered + failed-kept-for-replay",
                 expected=5,
                 seen=statuses["DELIVERED"] + statuses["FAILED"],
             )
 
-        with s.step("The receiver refuses a tampered body, a stale timestamp, a forgery"):
+        with scenario.step("The receiver refuses a tampered body, a stale timestamp, a forgery"):
             sample = healthy_hits[0]
-            signature = _header(sample, "X-Signature")
+            signature = _header(sample, "X-Signature") or ""
             secret = secrets["/healthy"]
-            s.check_that(
+            scenario.check_that(
                 "signature header shape",
                 bool(signature) and signature.startswith("t=") and ",v1=" in signature,
                 expected="t=<unix>,v1=<hex>",
                 seen=signature,
             )
-            s.check(
+            scenario.check(
                 "the genuine request", expected="ok", seen=_verdict(secret, signature, sample.body)
             )
             tampered = sample.body.replace(b'"n":', b'"n":9')
-            s.check(
+            scenario.check(
                 "the body changed",
                 expected="signature does not match the body",
                 seen=_verdict(secret, signature, tampered),
             )
             later = time.time() + TOLERANCE + 60
             seen = _verdict(secret, signature, sample.body, now=later)
-            s.check_that(
+            scenario.check_that(
                 f"the same request {TOLERANCE + 60} s later",
                 "tolerance" in seen,
                 expected="refused: outside the tolerance",
@@ -248,47 +259,47 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 sample.body,
                 headers={"X-Signature": f"t={int(time.time())},v1={'0' * 64}"},
             )
-            s.check("a forged POST to the receiver", expected=401, seen=forged_status)
+            scenario.check("a forged POST to the receiver", expected=401, seen=forged_status)
 
-        with s.step("A job handed over again is not POSTed again (idempotency)"):
+        with scenario.step("A job handed over again is not POSTed again (idempotency)"):
             again = [by_path["/healthy"][0]["id"], by_path["/flaky"][0]["id"]]
             posts_before = len(receiver.requests)
             attempts_before = [len(attempts(d)) for d in again]
             for delivery_id in again:
                 sqs.send_message(
-                    QueueUrl=res.deliveries_queue.url,
+                    QueueUrl=resources.deliveries_queue.url,
                     MessageBody=json.dumps({"delivery_id": delivery_id, "round": 0}),
                 )
             await_value(
-                lambda: depth(aws, res.deliveries_queue.url),
+                lambda: depth(aws, resources.deliveries_queue.url),
                 until=lambda count: count == 0,
                 timeout=30,
                 waiting_for="the deliveries queue to drain",
             )
-            s.check("new POSTs", expected=0, seen=len(receiver.requests) - posts_before)
-            s.check(
+            scenario.check("new POSTs", expected=0, seen=len(receiver.requests) - posts_before)
+            scenario.check(
                 "attempts recorded (delivered one, failed one)",
                 expected=attempts_before,
                 seen=[len(attempts(d)) for d in again],
             )
             keys = dynamodb.scan(
-                TableName=res.idempotency_table,
+                TableName=resources.idempotency_table,
                 FilterExpression="contains(#d, :d)",
                 ExpressionAttributeNames={"#d": "data"},
                 ExpressionAttributeValues={":d": {"S": again[0]}},
             )["Items"]
-            s.check(
+            scenario.check(
                 "idempotency record of the delivered job",
                 expected=["COMPLETED"],
                 seen=[k["status"]["S"] for k in keys],
             )
 
-        with s.step("The receiver is fixed: replaying each FAILED delivery delivers it"):
+        with scenario.step("The receiver is fixed: replaying each FAILED delivery delivers it"):
             broken.clear()
             failed = [d["id"] for d in by_path["/flaky"]]
             for delivery_id in failed:
-                status, body = _post(f"{res.api.url}/deliveries/{delivery_id}/replay", b"")
-                s.check(
+                status, body = _post(f"{resources.api.url}/deliveries/{delivery_id}/replay", b"")
+                scenario.check(
                     f"replay {delivery_id}", expected=(202, 1), seen=(status, body.get("round"))
                 )
             replayed = await_value(
@@ -297,39 +308,39 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 timeout=30,
                 waiting_for="the replayed deliveries",
             )
-            s.check(
+            scenario.check(
                 "replayed deliveries",
                 expected=[("DELIVERED", 1, n + 1)] * 2,
                 seen=[(d["status"], int(d["round"]), int(d["attempts"])) for d in replayed],
             )
             last = [sorted(attempts(d), key=lambda a: a["attempt"])[-1] for d in failed]
-            s.check(
+            scenario.check(
                 "the replay's attempt",
                 expected=[("001-01", "200")] * 2,
                 seen=[(a["attempt"], a["status_code"]) for a in last],
             )
             flaky_ok = [p for p, _, v in verdicts if p == "/flaky" and v == "ok"]
-            s.check(
+            scenario.check(
                 "POSTs the receiver refused: only the forgery",
                 expected=[("/healthy", "", "signature does not match the body")],
                 seen=[v for v in verdicts if v[2] != "ok"],
             )
-            s.check("signed POSTs at /flaky", expected=2 * n + 2, seen=len(flaky_ok))
-            status, body = _post(f"{res.api.url}/deliveries/{failed[0]}/replay", b"")
-            s.check_that(
+            scenario.check("signed POSTs at /flaky", expected=2 * n + 2, seen=len(flaky_ok))
+            status, body = _post(f"{resources.api.url}/deliveries/{failed[0]}/replay", b"")
+            scenario.check_that(
                 "replaying a DELIVERED delivery",
                 status == 409 and "only FAILED" in body.get("error", ""),
                 expected="409 saying only FAILED deliveries can be replayed",
                 seen=f"{status} {body}",
             )
             final = Counter(d["status"] for d in deliveries_of(tenant))
-            s.check("deliveries now", expected={"DELIVERED": 5}, seen=dict(final))
+            scenario.check("deliveries now", expected={"DELIVERED": 5}, seen=dict(final))
 
-        with s.step("A subscription whose host is not allowed is refused at delivery too"):
+        with scenario.step("A subscription whose host is not allowed is refused at delivery too"):
             # Written straight to the table, as if the allowlist had changed since.
             other = unique_name("tenant")
             dynamodb.put_item(
-                TableName=res.subscriptions_table,
+                TableName=resources.subscriptions_table,
                 Item={
                     "tenant": {"S": other},
                     "id": {"S": unique_name("sub")},
@@ -347,20 +358,20 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
                 timeout=30,
                 waiting_for="the delivery to a host off the allowlist",
             )[0]
-            s.check(
+            scenario.check(
                 "delivery",
                 expected=("FAILED", 0),
                 seen=(refused_delivery["status"], int(refused_delivery["attempts"])),
             )
-            s.check_that(
+            scenario.check_that(
                 "reason",
                 "not on the allowlist" in refused_delivery["last_error"],
                 expected="refused before sending: host ... is not on the allowlist",
                 seen=refused_delivery["last_error"],
             )
-            s.check("POSTs made", expected=0, seen=len(receiver.requests) - posts_before)
+            scenario.check("POSTs made", expected=0, seen=len(receiver.requests) - posts_before)
 
-    with s.step("Inbound: JSON, form, malformed and plain posts all arrive on the bus"):
+    with scenario.step("Inbound: JSON, form, malformed and plain posts all arrive on the bus"):
         source = unique_name("shop")
         posts = {
             "json": ("application/json", json.dumps({"order": source, "total": 12.5})),
@@ -371,77 +382,80 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
         answers = {}
         for name, (content_type, text) in posts.items():
             status, body = _post(
-                f"{res.api.url}/hooks/{source}",
+                f"{resources.api.url}/hooks/{source}",
                 text.encode(),
                 headers={"Content-Type": content_type},
             )
-            s.check(f"POST {name}", expected=202, seen=status)
+            scenario.check(f"POST {name}", expected=202, seen=status)
             answers[body["eventId"]] = name
         taken = collect(
             aws,
-            res.inbound_queue.url,
+            resources.inbound_queue.url,
             with_field("source", f"webhook.{source}"),
             len(posts),
-            waiting_for=f"events from webhook.{source} in {res.inbound_queue.name}",
+            waiting_for=f"events from webhook.{source} in {resources.inbound_queue.name}",
         )
         arrived = {e["id"]: e for e in (json.loads(m["Body"]) for m in taken)}
-        s.check(
-            f"events from webhook.{source} in {res.inbound_dlq.name}",
+        scenario.check(
+            f"events from webhook.{source} in {resources.inbound_dlq.name}",
             expected=None,
-            seen=find(aws, res.inbound_dlq.url, with_field("source", f"webhook.{source}")),
+            seen=find(aws, resources.inbound_dlq.url, with_field("source", f"webhook.{source}")),
         )
         details = {answers[event_id]: event["detail"] for event_id, event in arrived.items()}
-        s.check(
+        scenario.check(
             "event detail-type",
-            expected={res.inbound_detail_type},
+            expected={resources.inbound_detail_type},
             seen={e["detail-type"] for e in arrived.values()},
         )
-        s.check(
+        scenario.check(
             "json payload",
             expected={"order": source, "total": 12.5},
             seen=details["json"]["payload"],
         )
-        s.check(
+        scenario.check(
             "form payload",
             expected={"order": source, "tag": ["a", "b"]},
             seen=details["form"]["payload"],
         )
         for name in ("broken-json", "plain"):
             got = details[name]
-            s.check(
+            scenario.check(
                 f"{name}: flagged, raw body kept",
                 expected=(True, "raw", posts[name][1]),
                 seen=(got["malformed"], got["format"], got["raw"]),
             )
-            s.note(f"{name} reason: {got['reason']}")
-        s.check(
+            scenario.note(f"{name} reason: {got['reason']}")
+        scenario.check(
             "posts in = events on the bus (each once)",
             expected=(len(posts), len(posts)),
             seen=(len(arrived), len(taken)),
         )
-        status, body = _post(f"{res.api.url}/hooks/Bad%20Source", b"{}")
-        s.check("a bad source name", expected=400, seen=status)
+        status, body = _post(f"{resources.api.url}/hooks/Bad%20Source", b"{}")
+        scenario.check("a bad source name", expected=400, seen=status)
 
-    with s.step(f"Aggregation: 5 hooks for one resource in {res.aggregation_window} s -> 1 run"):
+    with scenario.step(
+        f"Aggregation: 5 hooks for one resource in {resources.aggregation_window} s -> 1 run"
+    ):
         burst, single = unique_name("product"), unique_name("product")
         replies = []
         for version in range(1, 6):
             status, body = _post(
-                f"{res.api.url}/resources/{burst}/hooks", json.dumps({"version": version}).encode()
+                f"{resources.api.url}/resources/{burst}/hooks",
+                json.dumps({"version": version}).encode(),
             )
             replies.append((status, body))
-        status, _ = _post(f"{res.api.url}/resources/{single}/hooks", b'{"version": 1}')
-        s.check("hook for a second resource", expected=202, seen=status)
-        s.check(
+        status, _ = _post(f"{resources.api.url}/resources/{single}/hooks", b'{"version": 1}')
+        scenario.check("hook for a second resource", expected=202, seen=status)
+        scenario.check(
             "hooks noted (status, hooks, scheduled)",
             expected=[(202, 1, True)] + [(202, n, False) for n in range(2, 6)],
             seen=[(st, b["hooks"], b["scheduled"]) for st, b in replies],
         )
-        s.check("one window", expected=1, seen=len({b["window_id"] for _, b in replies}))
+        scenario.check("one window", expected=1, seen=len({b["window_id"] for _, b in replies}))
 
         def runs(resource: str) -> list[dict[str, Any]]:
             return dynamodb.query(
-                TableName=res.runs_table,
+                TableName=resources.runs_table,
                 KeyConditionExpression="#r = :r",
                 ExpressionAttributeNames={"#r": "resource"},
                 ExpressionAttributeValues={":r": {"S": resource}},
@@ -454,40 +468,40 @@ def run(aws: Aws, res: Any, s: Scenario) -> None:
             waiting_for="a run for each resource after the delay",
         )
         ran = holds_for(lambda: runs(burst), until=lambda r: len(r) == 1, duration=1.5)
-        s.check(
+        scenario.check(
             "runs for the burst (hooks, latest state)",
             expected=[("5", {"version": 5})],
             seen=[(r["hooks"]["N"], json.loads(r["latest"]["S"])) for r in ran],
         )
-        s.check("runs for the single hook", expected=1, seen=len(runs(single)))
+        scenario.check("runs for the single hook", expected=1, seen=len(runs(single)))
         marker = dynamodb.get_item(
-            TableName=res.pending_table, Key={"resource": {"S": burst}}, ConsistentRead=True
+            TableName=resources.pending_table, Key={"resource": {"S": burst}}, ConsistentRead=True
         ).get("Item")
-        s.check("pending marker after the run", expected=None, seen=marker)
-        status, body = _post(f"{res.api.url}/resources/{burst}/hooks", b"<xml/>")
-        s.check_that(
+        scenario.check("pending marker after the run", expected=None, seen=marker)
+        status, body = _post(f"{resources.api.url}/resources/{burst}/hooks", b"<xml/>")
+        scenario.check_that(
             "a hook that is not JSON",
             status == 400 and "not JSON" in body.get("error", ""),
             expected="400 saying the body is not JSON",
             seen=f"{status} {body}",
         )
 
-    with s.step("The malformed outbound event ended in the DLQ; nothing lost"):
+    with scenario.step("The malformed outbound event ended in the DLQ; nothing lost"):
         check_dead_lettered(
-            s,
+            scenario,
             aws,
-            res.outbound_dlq,
+            resources.outbound_dlq,
             with_body(bad_event),
-            max_receive_count=res.max_receive_count,
+            max_receive_count=resources.max_receive_count,
             timeout=40,
             keep=True,
         )
         check_nothing_lost(
-            s,
+            scenario,
             aws,
             sent=len(events) + 1,  # and the malformed one
             processed=len({d["event_id"] for d in deliveries_of(tenant)}),
-            dlq=res.outbound_dlq,
+            dlq=resources.outbound_dlq,
             of_run=lambda message: tenant in message["Body"],
         )
 
