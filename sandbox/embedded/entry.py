@@ -149,14 +149,14 @@ def main() -> None:
     except WrongLocalStackVersion as wrong:
         print(f"error: {wrong}", file=sys.stderr)
         sys.exit(2)
-    from sandbox.embedded import lambda_metrics, pollers  # once the version is known to fit
+    from sandbox.embedded import metrics, pollers  # once the version is known to fit
 
     for make_patch in PATCHES:
         make_patch().apply()
     if os.environ.get(PRESTART_BACKENDS) == "1":
         _start_backends_early()
     pollers.apply()
-    lambda_metrics.apply()
+    metrics.apply()
     from localstack.runtime.main import main as localstack_main
 
     try:
