@@ -149,7 +149,7 @@ def main() -> None:
     except WrongLocalStackVersion as wrong:
         print(f"error: {wrong}", file=sys.stderr)
         sys.exit(2)
-    from sandbox.embedded import metrics, pollers  # once the version is known to fit
+    from sandbox.embedded import lambda_logs, metrics, pollers  # once the version is known to fit
 
     for make_patch in PATCHES:
         make_patch().apply()
@@ -157,6 +157,7 @@ def main() -> None:
         _start_backends_early()
     pollers.apply()
     metrics.apply()
+    lambda_logs.apply()
     from localstack.runtime.main import main as localstack_main
 
     try:

@@ -18,6 +18,7 @@ from sandbox import provision
 from sandbox.aws import Aws
 from sandbox.embedded import launcher
 from sandbox.harness import await_value, unique_name
+from sandbox.observe import log_lines
 from tests.conftest import zip_files
 
 pytestmark = pytest.mark.integration
@@ -121,13 +122,9 @@ def test_what_the_handler_prints_reaches_cloudwatch_logs(aws: Aws, make_function
     name = make_function()
     marker = unique_name("marker")
     invoke(aws, name, {"print": marker})
-    logs = aws.client("logs")
-
-    def lines() -> list[str]:
-        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
-        return [e["message"] for e in events if marker in e["message"]]
-
-    assert await_value(lines, timeout=15, waiting_for=f"{marker} in CloudWatch Logs")
+    assert await_value(
+        lambda: log_lines(aws, name, marker), timeout=15, waiting_for=f"{marker} in CloudWatch Logs"
+    )
 
 
 def test_invocations_and_errors_reach_cloudwatch_metrics(aws: Aws, make_function) -> None:
@@ -177,11 +174,9 @@ def test_a_failing_async_invocation_is_retried_then_sent_to_the_dlq(
 
     messages = await_value(dead_letters, timeout=30, waiting_for="the failed event in the DLQ")
     assert json.loads(messages[0]["Body"]) == {"fail": marker, "print": marker}
-    logs = aws.client("logs")
 
     def attempts() -> int:
-        events = logs.filter_log_events(logGroupName=f"/aws/lambda/{name}")["events"]
-        return sum(1 for e in events if e["message"].startswith(marker))
+        return sum(1 for line in log_lines(aws, name, marker) if line.startswith(marker))
 
     assert (
         await_value(
