@@ -28,6 +28,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
 from sandbox import activity, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario
@@ -187,6 +189,13 @@ def run_scenario(pattern: Pattern, aws: Aws, out: Any = sys.stdout) -> Scenario:
             scenario.finish()
     except AssertionError as failed:
         print(f"\nFAILED {pattern.slug}: {failed}", file=out)
+    except (EndpointConnectionError, ConnectionClosedError) as gone:
+        print(
+            f"\nFAILED {pattern.slug}: the sandbox at {aws.endpoint_url} stopped answering "
+            f"during the scenario ({gone}). Was it stopped (`make down`)? Start it with "
+            "`make up`, then run the scenario again.",
+            file=out,
+        )
     except Exception:
         print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
     finally:
