@@ -28,11 +28,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
-
 from sandbox import activity, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario
+from sandbox.health import health
 
 ROOT = settings.PROJECT_ROOT
 REPORTS_DIR = settings.STATE_DIR / "reports"
@@ -189,15 +188,16 @@ def run_scenario(pattern: Pattern, aws: Aws, out: Any = sys.stdout) -> Scenario:
             scenario.finish()
     except AssertionError as failed:
         print(f"\nFAILED {pattern.slug}: {failed}", file=out)
-    except (EndpointConnectionError, ConnectionClosedError) as gone:
-        print(
-            f"\nFAILED {pattern.slug}: the sandbox at {aws.endpoint_url} stopped answering "
-            f"during the scenario ({gone}). Was it stopped (`make down`)? Start it with "
-            "`make up`, then run the scenario again.",
-            file=out,
-        )
-    except Exception:
-        print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
+    except Exception as error:
+        if health(aws.endpoint_url) is None:  # it went away mid-run: `make down`, a crash
+            print(
+                f"\nFAILED {pattern.slug}: the sandbox at {aws.endpoint_url} stopped answering "
+                f"during the scenario ({type(error).__name__}: {error}). Was it stopped "
+                "(`make down`)? Start it with `make up`, then run the scenario again.",
+                file=out,
+            )
+        else:
+            print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
     finally:
         happened = activity.collect(aws, pattern.slug, scenario.started_at, time.time(), dlqs)
         scenario.save(REPORTS_DIR, activity=happened)
