@@ -1,4 +1,4 @@
-"""Faults in the sandbox's own life, on one sandbox of their own (port 4624, its own state
+"""Faults in the sandbox's own life, on one sandbox of their own (its own port and state
 folder), in order: `make up` twice at once; LocalStack itself killed (SIGKILL: no shutdown
 of its own), then `make status` and a fresh `make up`; `make down` while a scenario runs.
 Each leaves no process of the sandbox it ended: DynamoDB Local, kinesis-mock, the Python
@@ -16,12 +16,14 @@ from pathlib import Path
 import pytest
 
 from sandbox import settings
+from sandbox.modes import Mode
 from sandbox.aws import Aws
 from sandbox.embedded import launcher
 from sandbox.harness import await_value
 from tests.faults.functions import fault_function
 
-PORT = 4624  # a sandbox of its own: these faults end it
+# A sandbox of its own (these faults end it), 10 ports above the one the tests use.
+PORT = Mode("embedded", settings.endpoint()).port + 10
 CLI_TIMEOUT_S = 600
 SCENARIO = "batch-processing"  # ~40 s of steps: long enough to be stopped in the middle
 
@@ -74,7 +76,7 @@ class OwnSandbox:
 
 @pytest.fixture(scope="module")
 def own_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnSandbox]:
-    state_dir = tmp_path_factory.mktemp("sandbox-4624")
+    state_dir = tmp_path_factory.mktemp(f"sandbox-{PORT}")
     # Handlers' packaged dependencies are built once per content: reuse the project's.
     (settings.STATE_DIR / "build").mkdir(parents=True, exist_ok=True)
     (state_dir / "build").symlink_to(settings.STATE_DIR / "build")
