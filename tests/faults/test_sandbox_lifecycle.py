@@ -1,6 +1,7 @@
 """Faults in the sandbox's own life, on one sandbox of their own (its own port and state
-folder), in order: `make up` twice at once; LocalStack itself killed (SIGKILL: no shutdown
-of its own), then `make status` and a fresh `make up`; `make down` while a scenario runs.
+folder), in order: LocalStack itself killed (SIGKILL: no shutdown of its own) and `make status`;
+`make up` twice at once, which must start one fresh sandbox and provision it; `make down`
+while a scenario runs.
 Each leaves no process of the sandbox it ended: DynamoDB Local, kinesis-mock, the Python
 fork server and its environments."""
 
@@ -16,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from sandbox import settings
-from sandbox.modes import Mode
 from sandbox.aws import Aws
 from sandbox.embedded import launcher
 from sandbox.harness import await_value
+from sandbox.modes import Mode
+from sandbox.patterns import catalogue
 from tests.faults.functions import fault_function
 
 # A sandbox of its own (these faults end it), 10 ports above the one the tests use.
@@ -34,6 +36,7 @@ class OwnSandbox:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.embedded = launcher.EmbeddedSandbox(PORT, state_dir)
+        self.killed: launcher.Running | None = None  # the sandbox the kill fault ended
         self.env = {
             **os.environ,
             "SANDBOX_MODE": "embedded",
@@ -94,32 +97,18 @@ def own_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnSandbox
         )
 
 
-def test_make_up_twice_at_once_starts_one_sandbox(own_sandbox: OwnSandbox, accounting) -> None:
-    accounting.checked = "both succeed, the second waits and says why; one LocalStack"
-    first, second = own_sandbox.start_cli("up"), own_sandbox.start_cli("up")
-    outputs = [command.communicate(timeout=CLI_TIMEOUT_S)[0] for command in (first, second)]
-    codes = [first.returncode, second.returncode]
-    waited = [output for output in outputs if "is starting this sandbox; waiting" in output]
-    localstacks = own_sandbox.localstacks()
-    accounting.orphaned = max(0, len(localstacks) - 1)
-    assert codes == [0, 0], outputs
-    assert not any("Traceback" in output for output in outputs), outputs
-    assert len(waited) == 1, f"expected one `up` to say it waits for the other: {outputs}"
-    running = own_sandbox.embedded.running()
-    assert running is not None and localstacks == [running.pid], localstacks
-
-
 def start_everything(aws: Aws) -> None:
     """Make the sandbox run what it starts lazily: the Python fork server and one
-    environment (`up` started DynamoDB Local and kinesis-mock already)."""
+    environment (DynamoDB Local and kinesis-mock were started with it)."""
     with fault_function(aws, "fault-warm", "def handler(e, c):\n    return 'up'\n") as function:
         answer = aws.client("lambda").invoke(FunctionName=function.name)
         assert answer["Payload"].read() == b'"up"'
 
 
-def test_localstack_killed_then_status_and_a_fresh_up(own_sandbox: OwnSandbox, accounting) -> None:
-    accounting.checked = "status says not running; up starts afresh; no old process left"
-    old = own_sandbox.embedded.running() or own_sandbox.up()
+def test_localstack_killed_then_status_says_so(own_sandbox: OwnSandbox, accounting) -> None:
+    accounting.checked = "SIGKILL of LocalStack with all it starts running; status: not running"
+    old = own_sandbox.embedded.start(timeout=120, prestart_backends=True)
+    own_sandbox.killed = old
     start_everything(Aws(f"http://localhost:{PORT}"))
     commands = " ".join(
         Path(f"/proc/{pid}/cmdline").read_text() for pid in launcher.processes_of(old.instance)
@@ -130,11 +119,30 @@ def test_localstack_killed_then_status_and_a_fresh_up(own_sandbox: OwnSandbox, a
     code, status = own_sandbox.cli("status")
     assert code == 1 and "not running" in status, status
 
-    new = own_sandbox.up()
-    left = launcher.processes_of(old.instance)
-    accounting.orphaned = len(left)
+
+def test_make_up_twice_at_once_after_the_kill(own_sandbox: OwnSandbox, accounting) -> None:
+    accounting.checked = (
+        "both succeed, the second waits and says why; one fresh LocalStack, provisioned; "
+        "no process of the killed one left"
+    )
+    first, second = own_sandbox.start_cli("up"), own_sandbox.start_cli("up")
+    outputs = [command.communicate(timeout=CLI_TIMEOUT_S)[0] for command in (first, second)]
+    codes = [first.returncode, second.returncode]
+    waited = [output for output in outputs if "is starting this sandbox; waiting" in output]
+    localstacks = own_sandbox.localstacks()
+    killed = own_sandbox.killed
+    left = launcher.processes_of(killed.instance) if killed else []
+    accounting.orphaned = max(0, len(localstacks) - 1) + len(left)
+    assert codes == [0, 0], outputs
+    assert not any("Traceback" in output for output in outputs), outputs
+    assert len(waited) == 1, f"expected one `up` to say it waits for the other: {outputs}"
+    patterns = len(catalogue())
+    provisioned = f"Provisioned {patterns} of {patterns}"
+    assert all(provisioned in output for output in outputs), outputs
+    running = own_sandbox.embedded.running()
+    assert running is not None and localstacks == [running.pid], localstacks
     assert left == [], f"processes of the killed sandbox still running: {left}"
-    assert new.instance != old.instance
+    assert killed is None or running.instance != killed.instance
 
 
 def test_make_down_during_a_scenario(own_sandbox: OwnSandbox, accounting) -> None:
