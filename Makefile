@@ -57,13 +57,16 @@ scenario: deps ## Run one pattern's scenario (and write the report): make scenar
 scenarios: deps ## Run every scenario, then write the report
 	@$(PY) -m sandbox scenario all
 
-test: deps lint ## Lint, then all tests: unit, browser, and integration against the sandbox (started if none runs); writes the report
-	@$(PY) -m pytest; status=$$?; $(PY) -m sandbox report; exit $$status
+# `make test` runs the fault suite last, in the same session (one sandbox for both).
+TEST_PATHS := tests/unit tests/integration tests/docker tests/browser tests/faults
+
+test: deps lint ## Lint, then all tests: unit, browser, integration against the sandbox (started if none runs), faults; writes the report
+	@$(PY) -m pytest $(TEST_PATHS); status=$$?; $(PY) -m sandbox report; exit $$status
 
 report: deps ## Write .sandbox/reports/index.html: every scenario's last run on a timeline
 	@$(PY) -m sandbox report
 
-faults: deps ## Inject faults for real (a runtime killed mid SQS batch, LocalStack killed) and print the accounting
+faults: deps ## Inject faults for real (killed runtime and LocalStack, timeouts, log flood, poison, load, up/down races); print the accounting
 	@$(PY) -m pytest tests/faults
 
 unit: deps ## Run the unit tests only (no sandbox needed)

@@ -19,20 +19,24 @@ http://localhost:4566), SANDBOX_ALLOW_REMOTE_ENDPOINT=1 to allow a non-local end
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import os
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from contextlib import contextmanager
+from typing import IO, Any
 
 from jinja2 import TemplateError
 
 from sandbox import modes, report, settings, ui
 from sandbox.aws import Aws
 from sandbox.embedded.dynamodb_local import SetupError
-from sandbox.harness import ENGINE_LIMITS
+from sandbox.harness import ENGINE_LIMITS, WaitTimedOut, await_value
 from sandbox.health import NotHealthyError, health, info
 from sandbox.patterns import (
     SCENARIO_JOBS,
@@ -45,6 +49,8 @@ from sandbox.patterns import (
 )
 
 PROVISIONED_FILE = settings.STATE_DIR / "provisioned.json"
+UP_LOCK_FILE = settings.STATE_DIR / "up.lock"
+UP_WAIT_S = 900  # the longest `make up` waits for another one (a first one installs handlers' deps)
 
 
 def cmd_list(_: argparse.Namespace) -> int:
@@ -58,10 +64,58 @@ def cmd_list(_: argparse.Namespace) -> int:
 def cmd_up(_: argparse.Namespace) -> int:
     mode = modes.choose()
     print(f"Sandbox: {mode.name} mode at {mode.endpoint}")
-    print(f"Sandbox: {mode.start()}")
-    provision_patterns(Aws(mode.endpoint), catalogue(), skip_unchanged=True)
+    with _only_one_up():
+        print(f"Sandbox: {mode.start()}")
+        provision_patterns(Aws(mode.endpoint), catalogue(), skip_unchanged=True)
     _print_table(catalogue())
     return 0
+
+
+class UpInProgress(RuntimeError):
+    """Another `make up` held the sandbox for longer than UP_WAIT_S."""
+
+
+@contextmanager
+def _only_one_up() -> Iterator[None]:
+    """Two `make up` at once would each start a LocalStack on the same port (one of them
+    orphaned) and provision every pattern twice: the second waits for the first, then finds
+    its sandbox running and its patterns provisioned."""
+    settings.STATE_DIR.mkdir(parents=True, exist_ok=True)
+    with UP_LOCK_FILE.open("a+") as lock:
+        if not _try_lock(lock):
+            lock.seek(0)
+            holder = lock.read().strip() or "unknown"
+            print(
+                f"Sandbox: another `make up` (pid {holder}) is starting this sandbox; "
+                "waiting for it to finish...",
+                flush=True,
+            )
+            try:
+                await_value(
+                    lambda: _try_lock(lock),
+                    timeout=UP_WAIT_S,
+                    interval=0.5,
+                    waiting_for="the other `make up` to finish",
+                )
+            except WaitTimedOut:
+                raise UpInProgress(
+                    f"Another `make up` (pid {holder}) still holds {UP_LOCK_FILE} after "
+                    f"{UP_WAIT_S} s. Wait for it, or stop it (kill {holder}), then run "
+                    "`make up` again."
+                ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        yield  # the lock ends with the file's closing, or with this process
+
+
+def _try_lock(lock: IO[str]) -> bool:
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def cmd_down(_: argparse.Namespace) -> int:
@@ -286,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
         ProvisioningFailed,
         settings.RemoteEndpointError,
         ui.UiError,
+        UpInProgress,
     ) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -28,9 +28,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
+
 from sandbox import activity, settings
 from sandbox.aws import Aws
-from sandbox.harness import Scenario
+from sandbox.harness import Scenario, WaitTimedOut, await_value
+from sandbox.health import health
 
 ROOT = settings.PROJECT_ROOT
 REPORTS_DIR = settings.STATE_DIR / "reports"
@@ -165,6 +168,30 @@ def longest_first(patterns: list[Pattern]) -> list[Pattern]:
     return sorted(patterns, key=last_seconds, reverse=True)
 
 
+GOING_AWAY_S = 20  # how long a sandbox answering 503 is given to finish stopping
+
+
+def sandbox_went_away(aws: Aws, error: Exception) -> bool:
+    """True when the sandbox no longer answers (`make down` meanwhile, a crash). LocalStack
+    answers 503 while it shuts down, and its health a little longer: after a refused
+    connection or a 503, give it GOING_AWAY_S to be gone."""
+    if health(aws.endpoint_url, timeout=2) is None:
+        return True
+    status = getattr(error, "response", {}).get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if not isinstance(error, EndpointConnectionError | ConnectionClosedError) and status != 503:
+        return False
+    try:
+        await_value(
+            lambda: health(aws.endpoint_url, timeout=2) is None,
+            timeout=GOING_AWAY_S,
+            interval=0.5,
+            waiting_for="the sandbox to finish stopping",
+        )
+    except WaitTimedOut:
+        return False
+    return True
+
+
 def run_buffered(pattern: Pattern, aws: Aws) -> ScenarioRun:
     """One scenario, its account kept to be printed whole (runs side by side would mix)."""
     out = io.StringIO()
@@ -187,8 +214,16 @@ def run_scenario(pattern: Pattern, aws: Aws, out: Any = sys.stdout) -> Scenario:
             scenario.finish()
     except AssertionError as failed:
         print(f"\nFAILED {pattern.slug}: {failed}", file=out)
-    except Exception:
-        print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
+    except Exception as error:
+        if sandbox_went_away(aws, error):
+            print(
+                f"\nFAILED {pattern.slug}: the sandbox at {aws.endpoint_url} stopped answering "
+                f"during the scenario ({type(error).__name__}: {error}). Was it stopped "
+                "(`make down`)? Start it with `make up`, then run the scenario again.",
+                file=out,
+            )
+        else:
+            print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
     finally:
         happened = activity.collect(aws, pattern.slug, scenario.started_at, time.time(), dlqs)
         scenario.save(REPORTS_DIR, activity=happened)
