@@ -15,6 +15,7 @@ from sandbox.provision import (
     ensure_rule,
     ensure_table,
 )
+from sandbox.race import HeldVariant, ensure_held_variant
 
 SCHEDULE = "rate(1 minute)"
 LOOKAHEAD_SECONDS = 60  # the rule's period: each tick dispatches what falls due before the next
@@ -35,6 +36,7 @@ class TaskScheduling:
     rule: str
     schedule: str
     lookahead_seconds: int
+    held_tick: HeldVariant  # the tick function with its test hold on (races)
 
 
 def provision(aws: Aws) -> TaskScheduling:
@@ -51,17 +53,26 @@ def provision(aws: Aws) -> TaskScheduling:
     ensure_function(
         aws, cancel_fn, "task_scheduling", handler="app.cancel_handler", environment=env, timeout=5
     )
+    tick_env = {
+        **env,
+        "QUEUE_URL": queue.url,
+        "LOOKAHEAD_SECONDS": str(LOOKAHEAD_SECONDS),
+        "LOOKBACK_MINUTES": str(LOOKBACK_MINUTES),
+    }
     tick_arn = ensure_function(
         aws,
         tick_fn,
         "task_scheduling",
         handler="app.tick_handler",
-        environment={
-            **env,
-            "QUEUE_URL": queue.url,
-            "LOOKAHEAD_SECONDS": str(LOOKAHEAD_SECONDS),
-            "LOOKBACK_MINUTES": str(LOOKBACK_MINUTES),
-        },
+        environment=tick_env,
+        timeout=30,
+    )
+    held_tick = ensure_held_variant(
+        aws,
+        tick_fn,
+        "task_scheduling",
+        handler="app.tick_handler",
+        environment=tick_env,
         timeout=30,
     )
     ensure_function(
@@ -90,4 +101,5 @@ def provision(aws: Aws) -> TaskScheduling:
         rule,
         SCHEDULE,
         LOOKAHEAD_SECONDS,
+        held_tick,
     )
