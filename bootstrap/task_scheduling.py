@@ -21,6 +21,10 @@ SCHEDULE = "rate(1 minute)"
 LOOKAHEAD_SECONDS = 60  # the rule's period: each tick dispatches what falls due before the next
 LOOKBACK_MINUTES = 2
 MAX_RECEIVE_COUNT = 2
+# AWS's advice for an SQS event source: a visibility timeout of six times the function's
+# timeout. At 5 s, a worker's cold start on a busy machine outlived it and SQS delivered the
+# job a second time.
+WORKER_TIMEOUT = 5
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,10 @@ class TaskScheduling:
 def provision(aws: Aws) -> TaskScheduling:
     table = ensure_table(aws, "task-scheduling-jobs", hash_key="bucket", range_key="job_key")
     queue, dlq = ensure_queue_with_dlq(
-        aws, "task-scheduling-due", max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout=5
+        aws,
+        "task-scheduling-due",
+        max_receive_count=MAX_RECEIVE_COUNT,
+        visibility_timeout=WORKER_TIMEOUT * 6,
     )
     env = {"JOBS_TABLE": table}
     create_fn, cancel_fn = "task-scheduling-create-job", "task-scheduling-cancel-job"
@@ -76,7 +83,12 @@ def provision(aws: Aws) -> TaskScheduling:
         timeout=30,
     )
     ensure_function(
-        aws, worker_fn, "task_scheduling", handler="app.worker_handler", environment=env, timeout=5
+        aws,
+        worker_fn,
+        "task_scheduling",
+        handler="app.worker_handler",
+        environment=env,
+        timeout=WORKER_TIMEOUT,
     )
     ensure_event_source_mapping(aws, worker_fn, queue.arn, batch_size=10)
 
