@@ -21,6 +21,10 @@ Three functions share this module:
   applied twice. Environment: READ_MODEL_TABLE, FAULTS_TABLE.
 - `app.query_handler`: {"account_id": "acc-1"} -> {"found": true, "account": {...}} or
   {"found": false}, read from the read model only. Environment: READ_MODEL_TABLE.
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ Environment: TABLE_NAME (key "id"), holding
     outcome#<group>#<msg id>   outcome, attempts    what each message did (applied/ignored)
 A body that is not such an event fails only its own record (and its FIFO group) and ends in
 the DLQ after maxReceiveCount receives.
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations

@@ -24,6 +24,10 @@ Functions in this module:
 
 Environment: EVENTS_TABLE, STATE_TABLE, SNAPSHOTS_TABLE, SNAPSHOT_EVERY (default 5),
 EVENT_BUS (replay only).
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations

@@ -19,6 +19,10 @@ integers in DynamoDB", and the AWS atomic-counter guide):
 Bad requests raise InvalidRequest (Lambda reports errorType "InvalidRequest").
 Environment: COUNTERS_TABLE (key "id", attribute "value"), RECORDS_TABLE (key "id"),
 IDEMPOTENCY_TABLE (key "id").
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ Table: partition key `bucket` (the run_at minute, "2026-11-23T12:00"), sort key 
 ("<run_at ISO ms>#<id>"); the job id is the sort key, so it locates its own item.
 Environment: JOBS_TABLE (all), QUEUE_URL (tick), LOOKAHEAD_SECONDS (tick, default 60: the
 rule's period), LOOKBACK_MINUTES (tick, default 2: buckets re-read for missed jobs).
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations
