@@ -15,7 +15,10 @@ from sandbox.provision import (
 from sandbox.race import HeldVariant, ensure_held_variant
 
 MAX_RECEIVE_COUNT = 2
-VISIBILITY_TIMEOUT = 4
+# The aggregator's timeout, and the queue's visibility timeout (which must be at least that).
+# At 4 s a cold start on a busy machine (~3 s) timed out, and its message, received again,
+# reached the DLQ after it had been applied.
+VISIBILITY_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
