@@ -334,7 +334,7 @@ class _Consumer:
     def receive(self) -> list[dict[str, Any]]:
         """Every event delivered so far (the queue is this consumer's own: drained)."""
         drained = drain(self.aws, self.queue.url)
-        self.received.extend(json.loads(m["Body"])["detail"] for m in drained)
+        self.received.extend(json.loads(message["Body"])["detail"] for message in drained)
         return list(self.received)
 
     def delete(self) -> None:
