@@ -13,6 +13,7 @@ from sandbox.provision import (
     ensure_queue,
     ensure_table,
 )
+from sandbox.race import HeldVariant, ensure_held_variant
 
 MAX_RETRY_ATTEMPTS = 5
 
@@ -29,6 +30,7 @@ class Cqrs:
     projector_mapping: str
     projector_failures: Queue
     max_retry_attempts: int
+    held_command: HeldVariant  # the command function with its test hold on (races)
 
 
 def provision(aws: Aws) -> Cqrs:
@@ -50,13 +52,12 @@ def provision(aws: Aws) -> Cqrs:
     failures = ensure_queue(aws, "cqrs-projector-failures")
 
     command_fn, projector_fn, query_fn = "cqrs-commands", "cqrs-projector", "cqrs-queries"
+    command_env = {"EVENTS_TABLE": events_table}
     ensure_function(
-        aws,
-        command_fn,
-        "cqrs",
-        handler="app.command_handler",
-        environment={"EVENTS_TABLE": events_table},
-        timeout=5,
+        aws, command_fn, "cqrs", handler="app.command_handler", environment=command_env, timeout=5
+    )
+    held_command = ensure_held_variant(
+        aws, command_fn, "cqrs", handler="app.command_handler", environment=command_env, timeout=5
     )
     ensure_function(
         aws,
@@ -94,4 +95,5 @@ def provision(aws: Aws) -> Cqrs:
         mapping,
         failures,
         MAX_RETRY_ATTEMPTS,
+        held_command,
     )

@@ -12,9 +12,13 @@ from sandbox.provision import (
     ensure_queue_with_dlq,
     ensure_table,
 )
+from sandbox.race import HeldVariant, ensure_held_variant
 
 MAX_RECEIVE_COUNT = 2
-VISIBILITY_TIMEOUT = 4
+# The aggregator's timeout, and the queue's visibility timeout (which must be at least that).
+# At 4 s a cold start on a busy machine (~3 s) timed out, and its message, received again,
+# reached the DLQ after it had been applied.
+VISIBILITY_TIMEOUT = 10
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,7 @@ class EventAggregation:
     dlq: Queue
     function: str
     max_receive_count: int
+    held_function: HeldVariant  # the aggregator with its test hold on (races)
 
 
 def provision(aws: Aws) -> EventAggregation:
@@ -42,5 +47,13 @@ def provision(aws: Aws) -> EventAggregation:
         environment={"TABLE_NAME": table},
         timeout=VISIBILITY_TIMEOUT,
     )
+    held = ensure_held_variant(
+        aws,
+        function,
+        "event_aggregation",
+        handler="app.handler",
+        environment={"TABLE_NAME": table},
+        timeout=VISIBILITY_TIMEOUT,
+    )
     ensure_event_source_mapping(aws, function, queue.arn, batch_size=10)
-    return EventAggregation(table, queue, dlq, function, MAX_RECEIVE_COUNT)
+    return EventAggregation(table, queue, dlq, function, MAX_RECEIVE_COUNT, held)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sandbox.aws import Aws
 from sandbox.provision import ensure_event_bus, ensure_function, ensure_table
+from sandbox.race import HeldVariant, ensure_held_variant
 
 SNAPSHOT_EVERY = 5
 EVENT_SOURCE = "sandbox.event-sourcing"
@@ -24,6 +25,7 @@ class EventSourcing:
     replay_function: str
     snapshot_every: int
     event_source: str
+    held_append: HeldVariant  # the append function with its test hold on (races)
 
 
 def provision(aws: Aws) -> EventSourcing:
@@ -49,6 +51,9 @@ def provision(aws: Aws) -> EventSourcing:
     handlers = ("app.append_handler", "app.load_handler", "app.replay_handler")
     for name, handler in zip(names, handlers, strict=True):
         ensure_function(aws, name, "event_sourcing", handler=handler, environment=env, timeout=10)
+    held_append = ensure_held_variant(
+        aws, names[0], "event_sourcing", handler=handlers[0], environment=env, timeout=10
+    )
     return EventSourcing(
         events_table,
         state_table,
@@ -58,4 +63,5 @@ def provision(aws: Aws) -> EventSourcing:
         *names,
         SNAPSHOT_EVERY,
         EVENT_SOURCE,
+        held_append,
     )

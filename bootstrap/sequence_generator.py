@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sandbox.aws import Aws
 from sandbox.provision import ensure_function, ensure_table
+from sandbox.race import HeldVariant, ensure_held_variant
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,7 @@ class SequenceGenerator:
     idempotency_table: str
     create_function: str
     next_function: str
+    held_create: HeldVariant  # the create function with its test hold on (races)
 
 
 def provision(aws: Aws) -> SequenceGenerator:
@@ -35,7 +37,15 @@ def provision(aws: Aws) -> SequenceGenerator:
         environment=environment,
         timeout=20,
     )
+    held_create = ensure_held_variant(
+        aws,
+        create,
+        "sequence_generator",
+        handler="app.create_handler",
+        environment=environment,
+        timeout=20,
+    )
     ensure_function(
         aws, next_, "sequence_generator", handler="app.next_handler", environment=environment
     )
-    return SequenceGenerator(counters, records, idempotency, create, next_)
+    return SequenceGenerator(counters, records, idempotency, create, next_, held_create)

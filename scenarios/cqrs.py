@@ -2,14 +2,17 @@
 
 1. Commands on a new account append events v1..v3; the query side (read model only) catches up.
 2. Four commands sent at once at the same version: one is accepted, the others are rejected
-   with VersionConflict (stale version, or the conditional put on the version lost the
-   race); one event is stored, not four.
-3. Bad commands (no account id, unknown account, missing or wrong version, overdraft) are
+   with VersionConflict; one event is stored, not four.
+3. A late write loses, decided by the command handler itself: command A reads version 4 and
+   is held (test hook) before its write; command B at version 4 is accepted; A, released,
+   passes the version check it made on its read but its conditional put refuses it. B's
+   event stands.
+4. Bad commands (no account id, unknown account, missing or wrong version, overdraft) are
    refused with a clear error and stored nowhere.
-4. The projector fails once on a marked event; the stream retries it, and the read model
+5. The projector fails once on a marked event; the stream retries it, and the read model
    still counts every event exactly once.
-5. Every read model of this run equals a replay of the event store.
-6. Redelivering already-projected events to the projector changes nothing.
+6. Every read model of this run equals a replay of the event store.
+7. Redelivering already-projected events to the projector changes nothing.
 """
 
 from __future__ import annotations
@@ -18,109 +21,145 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bootstrap.cqrs import Cqrs
+from sandbox import items
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
 from sandbox.observe import invoke
+from sandbox.race import HeldCall
 
 
-def run(aws: Aws, resources: Cqrs, scenario: Scenario) -> None:
-    dynamodb = aws.client("dynamodb")
+class Bank:
+    """The pattern as a client sees it: commands, queries, and the event store to inspect."""
 
-    def command(**fields: Any) -> dict[str, Any]:
-        return invoke(aws, resources.command_function, fields)
+    def __init__(self, aws: Aws, resources: Cqrs) -> None:
+        self.aws, self.resources = aws, resources
 
-    def view(account_id: str) -> dict[str, Any] | None:
-        answer = invoke(aws, resources.query_function, {"account_id": account_id})
+    def command(self, **fields: Any) -> dict[str, Any]:
+        answer: dict[str, Any] = invoke(self.aws, self.resources.command_function, fields)
+        return answer
+
+    def view(self, account_id: str) -> dict[str, Any] | None:
+        answer = invoke(self.aws, self.resources.query_function, {"account_id": account_id})
         return answer["account"] if answer["found"] else None
 
-    def view_at(account_id: str, version: int) -> dict[str, Any]:
+    def view_at(self, account_id: str, version: int) -> dict[str, Any]:
+        """The read model once it has caught up with `version`."""
         found = await_value(
-            lambda: view(account_id),
-            until=lambda v: v is not None and v["version"] >= version,
+            lambda: self.view(account_id),
+            until=lambda view: view is not None and view["version"] >= version,
             timeout=30,
             waiting_for=f"the read model of {account_id} at version {version}",
         )
         assert found is not None  # `until` accepts only a view
         return found
 
-    def stored_items(account_id: str) -> list[dict[str, Any]]:
-        return dynamodb.query(
-            TableName=resources.events_table,
+    def events(self, account_id: str) -> list[dict[str, Any]]:
+        """The account's stored events, in version order."""
+        return items.query(
+            self.aws,
+            self.resources.events_table,
             KeyConditionExpression="aggregate_id = :id",
-            ExpressionAttributeValues={":id": {"S": account_id}},
+            ExpressionAttributeValues=items.wire({":id": account_id}),
             ConsistentRead=True,
-        )["Items"]
+        )
 
-    def stored_events(account_id: str) -> list[dict[str, Any]]:
-        return [_event(item) for item in stored_items(account_id)]
+    def versions(self, account_id: str) -> list[int]:
+        return [event["version"] for event in self.events(account_id)]
 
-    alice = unique_name("acc-alice")
+
+def run(aws: Aws, resources: Cqrs, scenario: Scenario) -> None:
+    bank = Bank(aws, resources)
+    alice, bob, carol = (unique_name(f"acc-{name}") for name in ("alice", "bob", "carol"))
+    commands_append_versioned_events(scenario, bank, alice)
+    first_deposit = commands_racing_at_one_version(scenario, bank, alice)
+    late_write_loses(scenario, bank, alice, balance_before=300 + first_deposit)
+    bad_commands_are_refused(scenario, bank, alice)
+    projector_failure_is_retried(scenario, bank, bob, carol)
+    read_models_equal_replay(scenario, bank, [alice, bob, carol])
+    redelivered_events_change_nothing(scenario, aws, resources, bank, alice)
+
+
+def commands_append_versioned_events(scenario: Scenario, bank: Bank, alice: str) -> None:
     with scenario.step("Commands append versioned events; the query side catches up"):
         answers = [
-            command(type="OpenAccount", account_id=alice, owner="Alice"),
-            command(type="Deposit", account_id=alice, amount=500, expected_version=1),
-            command(type="Withdraw", account_id=alice, amount=200, expected_version=2),
+            bank.command(type="OpenAccount", account_id=alice, owner="Alice"),
+            bank.command(type="Deposit", account_id=alice, amount=500, expected_version=1),
+            bank.command(type="Withdraw", account_id=alice, amount=200, expected_version=2),
         ]
         for answer in answers:
             scenario.note(f"{answer['event']} -> version {answer['version']}")
         scenario.check(
-            "versions assigned", expected=[1, 2, 3], seen=[a["version"] for a in answers]
+            "versions assigned", expected=[1, 2, 3], seen=[answer["version"] for answer in answers]
         )
-        seen = view_at(alice, 3)
+        view = bank.view_at(alice, 3)
         scenario.check(
-            "read model (query side)", expected=(300, 3), seen=(seen["balance"], seen["version"])
+            "read model (query side): balance, version",
+            expected=(300, 3),
+            seen=(view["balance"], view["version"]),
         )
 
-    with scenario.step("Commands racing at the same version: one accepted, the others rejected"):
-        amounts = [100, 40, 25, 10]
+
+def commands_racing_at_one_version(scenario: Scenario, bank: Bank, alice: str) -> int:
+    """Returns the amount of the deposit that won."""
+    with scenario.step("Commands sent at once at the same version: one accepted"):
         competing: list[dict[str, Any]] = [
-            {"type": "Deposit", "account_id": alice, "amount": a, "expected_version": 3}
-            for a in amounts
+            {"type": "Deposit", "account_id": alice, "amount": amount, "expected_version": 3}
+            for amount in (100, 40, 25, 10)
         ]
         with ThreadPoolExecutor(max_workers=len(competing)) as pool:
-            results = list(
-                pool.map(lambda c: invoke(aws, resources.command_function, c), competing)
-            )
+            results = list(pool.map(lambda fields: bank.command(**fields), competing))
         for sent, got in zip(competing, results, strict=True):
             outcome = f"version {got['version']}" if got["accepted"] else got["message"]
             scenario.note(f"deposit {sent['amount']} at version 3 -> {outcome}")
-        accepted = [c for c, r in zip(competing, results, strict=True) if r["accepted"]]
-        rejected = [r["error"] for r in results if not r["accepted"]]
+        accepted = [sent for sent, got in zip(competing, results, strict=True) if got["accepted"]]
+        rejected = [got["error"] for got in results if not got["accepted"]]
         scenario.check("accepted", expected=1, seen=len(accepted))
         scenario.check("rejected with", expected=["VersionConflict"] * 3, seen=rejected)
-        # A command that read version 3 just before the winner appended would pass the
-        # version check; the conditional put the command side uses is what stops it.
-        late = {
-            "aggregate_id": {"S": alice},
-            "version": {"N": "4"},
-            "type": {"S": "MoneyDeposited"},
-            "data": {"M": {"amount": {"N": "40"}}},
-        }
-        try:
-            dynamodb.put_item(
-                TableName=resources.events_table,
-                Item=late,
-                ConditionExpression="attribute_not_exists(version)",
-            )
-            refused = "stored"
-        except dynamodb.exceptions.ConditionalCheckFailedException as error:
-            refused = error.response["Error"]["Code"]
         scenario.check(
-            "a late append at version 4 (the command side's conditional put)",
-            expected="ConditionalCheckFailedException",
-            seen=refused,
+            "events stored for the account", expected=[1, 2, 3, 4], seen=bank.versions(alice)
         )
-        versions = [e["version"] for e in stored_events(alice)]
-        scenario.check("events stored for the account", expected=[1, 2, 3, 4], seen=versions)
-        seen = view_at(alice, 4)
+        return int(accepted[0]["amount"]) if accepted else 0
+
+
+def late_write_loses(scenario: Scenario, bank: Bank, alice: str, balance_before: int) -> None:
+    resources = bank.resources
+    with scenario.step("A late write loses: the command handler's conditional put decides"):
+        late = {"type": "Deposit", "account_id": alice, "amount": 7, "expected_version": 4}
+        with HeldCall(bank.aws, resources.held_command, alice, late) as held:
+            scenario.note("command A (deposit 7 at version 4) read the account and is held")
+            winner = bank.command(type="Deposit", account_id=alice, amount=25, expected_version=4)
+            scenario.note(f"command B (deposit 25 at version 4) -> {winner}")
+            error, loser = held.release()
+        scenario.note(f"command A, released -> {loser}")
         scenario.check(
-            "read model balance includes only the accepted deposit",
-            expected=300 + accepted[0]["amount"],
-            seen=seen["balance"],
+            "command B (finished first)",
+            expected=(True, 5),
+            seen=(winner["accepted"], winner.get("version")),
+        )
+        scenario.check(
+            "command A (read version 4 before B wrote; wrote after)",
+            expected=(None, False, "VersionConflict"),
+            seen=(error, (loser or {}).get("accepted"), (loser or {}).get("error")),
+        )
+        stored = bank.events(alice)
+        scenario.check(
+            "stored events: versions, and the amount at version 5 (B's stands)",
+            expected=([1, 2, 3, 4, 5], 25),
+            seen=([event["version"] for event in stored], stored[-1]["data"]["amount"]),
+        )
+        view = bank.view_at(alice, 5)
+        scenario.check(
+            "read model balance (A's deposit in nowhere)",
+            expected=balance_before + 25,
+            seen=view["balance"],
         )
 
+
+def bad_commands_are_refused(scenario: Scenario, bank: Bank, alice: str) -> None:
     with scenario.step("Bad commands are refused with a clear error and stored nowhere"):
         ghost = unique_name("acc-ghost")
+        before = bank.versions(alice)
+        current = before[-1]
         bad = [
             ({"type": "Deposit", "amount": 10, "expected_version": 1}, "InvalidCommand"),
             (
@@ -137,28 +176,41 @@ def run(aws: Aws, resources: Cqrs, scenario: Scenario) -> None:
                 "VersionConflict",
             ),
             (
-                {"type": "Withdraw", "account_id": alice, "amount": 10**6, "expected_version": 4},
+                {"type": "Deposit", "account_id": alice, "amount": 10, "expected_version": 3},
+                "VersionConflict",
+            ),
+            (
+                {"type": "Deposit", "account_id": alice, "amount": 0, "expected_version": current},
+                "InvalidCommand",
+            ),
+            (
+                {
+                    "type": "Withdraw",
+                    "account_id": alice,
+                    "amount": 10**6,
+                    "expected_version": current,
+                },
                 "InsufficientFunds",
             ),
         ]
         for payload, code in bad:
-            answer = invoke(aws, resources.command_function, payload)
+            answer = bank.command(**payload)
             scenario.check(
                 f"{code}: {answer.get('message')}",
                 expected=(False, code),
                 seen=(answer["accepted"], answer.get("error")),
             )
         scenario.check(
-            "events stored for the unknown account", expected=[], seen=stored_events(ghost)
+            "events stored for the unknown account", expected=[], seen=bank.versions(ghost)
         )
-        scenario.check("read model of the unknown account", expected=None, seen=view(ghost))
-        versions = [e["version"] for e in stored_events(alice)]
-        scenario.check("events stored for the account", expected=[1, 2, 3, 4], seen=versions)
+        scenario.check("read model of the unknown account", expected=None, seen=bank.view(ghost))
+        scenario.check("events stored for the account", expected=before, seen=bank.versions(alice))
 
-    bob, carol = unique_name("acc-bob"), unique_name("acc-carol")
+
+def projector_failure_is_retried(scenario: Scenario, bank: Bank, bob: str, carol: str) -> None:
     with scenario.step("The projector fails once; the stream retries; nothing is projected twice"):
-        command(type="OpenAccount", account_id=bob, owner="Bob")
-        marked = command(
+        bank.command(type="OpenAccount", account_id=bob, owner="Bob")
+        marked = bank.command(
             type="Deposit",
             account_id=bob,
             amount=70,
@@ -169,36 +221,39 @@ def run(aws: Aws, resources: Cqrs, scenario: Scenario) -> None:
             f"deposit v{marked['version']} of {bob} is marked to fail its first projection"
         )
         # Events right behind the failing one may share its batch: the retry resends them.
-        command(type="OpenAccount", account_id=carol, owner="Carol")
-        command(type="Deposit", account_id=carol, amount=5, expected_version=1)
-        command(type="Deposit", account_id=bob, amount=30, expected_version=2)
-        seen_bob, seen_carol = view_at(bob, 3), view_at(carol, 2)
-        attempts = _attempts(dynamodb, resources.faults_table, f"{bob}#2")
+        bank.command(type="OpenAccount", account_id=carol, owner="Carol")
+        bank.command(type="Deposit", account_id=carol, amount=5, expected_version=1)
+        bank.command(type="Deposit", account_id=bob, amount=30, expected_version=2)
+        bob_view, carol_view = bank.view_at(bob, 3), bank.view_at(carol, 2)
+        fault = items.get(bank.aws, bank.resources.faults_table, {"id": f"{bob}#2"}) or {}
         scenario.check(
-            "deliveries of the marked event (failed, then retried)", expected=2, seen=attempts
+            "deliveries of the marked event (failed, then retried)",
+            expected=2,
+            seen=fault.get("attempts"),
         )
         scenario.check(
-            "Bob's read model",
+            "Bob's read model: balance, version",
             expected=(100, 3),
-            seen=(seen_bob["balance"], seen_bob["version"]),
+            seen=(bob_view["balance"], bob_view["version"]),
         )
         scenario.check(
-            "events Bob's view applied (once each)", expected=3, seen=seen_bob["events_projected"]
+            "events Bob's view applied (once each)", expected=3, seen=bob_view["events_projected"]
         )
         scenario.check(
             "events Carol's view applied (once each)",
             expected=2,
-            seen=seen_carol["events_projected"],
+            seen=carol_view["events_projected"],
         )
 
+
+def read_models_equal_replay(scenario: Scenario, bank: Bank, accounts: list[str]) -> None:
     with scenario.step("Every read model equals a replay of its events"):
-        for account_id in (alice, bob, carol):
-            events = stored_events(account_id)
-            replayed = _replay(events)
-            current = view(account_id) or {}
+        for account_id in accounts:
+            events = bank.events(account_id)
+            current = bank.view(account_id) or {}
             scenario.check(
                 f"{account_id}: (owner, balance, version) read model = replay",
-                expected=replayed,
+                expected=_replay(events),
                 seen=(current.get("owner"), current.get("balance"), current.get("version")),
             )
             scenario.check(
@@ -207,56 +262,51 @@ def run(aws: Aws, resources: Cqrs, scenario: Scenario) -> None:
                 seen=current.get("events_projected"),
             )
 
+
+def redelivered_events_change_nothing(
+    scenario: Scenario, aws: Aws, resources: Cqrs, bank: Bank, alice: str
+) -> None:
     with scenario.step("Redelivered events change nothing"):
-        before = view(alice)
-        batch = _stream_batch(stored_items(alice), resources.events_stream_arn)
+        before = bank.view(alice)
+        batch = _stream_batch(bank.events(alice), resources.events_stream_arn)
         answer = invoke(aws, resources.projector_function, batch)
         scenario.note(
             f"sent {len(batch['Records'])} already-projected events to the projector again"
         )
         scenario.check("batch item failures", expected=[], seen=answer.get("batchItemFailures"))
-        scenario.check("read model after redelivery", expected=before, seen=view(alice))
-
-
-def _event(item: dict[str, Any]) -> dict[str, Any]:
-    data = {k: v.get("S") or int(v["N"]) for k, v in item.get("data", {}).get("M", {}).items()}
-    return {"version": int(item["version"]["N"]), "type": item["type"]["S"], "data": data}
+        scenario.check("read model after redelivery", expected=before, seen=bank.view(alice))
 
 
 def _replay(events: list[dict[str, Any]]) -> tuple[Any, int, int]:
     """The scenario's own fold of the events: (owner, balance, version)."""
     owner, balance, version = None, 0, 0
-    for event in sorted(events, key=lambda e: e["version"]):
+    for event in sorted(events, key=lambda stored: stored["version"]):
+        data = event.get("data") or {}
         if event["type"] == "AccountOpened":
-            owner = event["data"]["owner"]
+            owner = data["owner"]
         elif event["type"] == "MoneyDeposited":
-            balance += event["data"]["amount"]
+            balance += data["amount"]
         elif event["type"] == "MoneyWithdrawn":
-            balance -= event["data"]["amount"]
+            balance -= data["amount"]
         version = event["version"]
     return owner, balance, version
 
 
-def _attempts(dynamodb: Any, table: str, key: str) -> int:
-    item = dynamodb.get_item(TableName=table, Key={"id": {"S": key}}, ConsistentRead=True)
-    return int(item.get("Item", {}).get("attempts", {}).get("N", 0))
-
-
-def _stream_batch(items: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
+def _stream_batch(events: list[dict[str, Any]], stream_arn: str) -> dict[str, Any]:
     """Stored events shaped as the stream delivers them (INSERT, NEW_IMAGE)."""
     records = []
-    for n, item in enumerate(items, start=1):
-        keys = {"aggregate_id": item["aggregate_id"], "version": item["version"]}
+    for number, event in enumerate(events, start=1):
+        image = items.wire(event)
         records.append(
             {
-                "eventID": f"redelivery-{n}",
+                "eventID": f"redelivery-{number}",
                 "eventName": "INSERT",
                 "eventSource": "aws:dynamodb",
                 "eventSourceARN": stream_arn,
                 "dynamodb": {
-                    "Keys": keys,
-                    "NewImage": item,
-                    "SequenceNumber": str(n),
+                    "Keys": {"aggregate_id": image["aggregate_id"], "version": image["version"]},
+                    "NewImage": image,
+                    "SequenceNumber": str(number),
                     "StreamViewType": "NEW_IMAGE",
                 },
             }

@@ -6,118 +6,209 @@
 4. An older version arriving late (A v1=120) is ignored; A stays at v2.
 5. A Lambda retry: B v2=70 crashes after its transaction committed, SQS redelivers it, and
    the retry leaves the total alone (the total moves by 40 once; the message was tried twice).
-6. A malformed message lands in the FIFO DLQ after maxReceiveCount receives; nothing is
-   lost: each message sent is applied, ignored or in the DLQ, read from the system.
+6. Two aggregator invocations race on one item, forced through the handler: invocation A
+   (C v2=50) reads C at v1=10 and is held (test hook) before its transaction; C v3=70 goes
+   through the queue and is applied; A, released, has its transaction cancelled by the
+   item's version condition, reads again and ignores its older version. No lost update: the
+   total moved by 60, once.
+7. A malformed message lands in the FIFO DLQ after maxReceiveCount receives; nothing is
+   lost: each message sent is applied, ignored or in the DLQ, read from the system; the
+   total equals the sum of each item's last value, and counts every applied message.
 """
 
 from __future__ import annotations
 
 import json
-from decimal import Decimal
+import time
 from typing import Any
 
 from bootstrap.event_aggregation import EventAggregation
-from sandbox import observe
+from sandbox import items, observe
 from sandbox.aws import Aws
-from sandbox.harness import Scenario, await_value, holds_for, unique_name
+from sandbox.harness import Scenario, await_value, unique_name
+from sandbox.race import HeldCall
+
+
+class Aggregation:
+    """The pattern as a producer sees it, in one group, and its state table to inspect."""
+
+    def __init__(self, aws: Aws, resources: EventAggregation) -> None:
+        self.aws, self.resources = aws, resources
+        self.group = unique_name("meters")
+        self.sent: list[str] = []  # message ids, each looked up in the system at the end
+
+    def send(self, item: str, version: int, value: int, **extra: Any) -> str:
+        body = {"group": self.group, "item": item, "version": version, "value": value, **extra}
+        return self.send_body(json.dumps(body), f"{self.group}:{item}")
+
+    def send_body(self, body: str, message_group: str) -> str:
+        message_id: str = (
+            self.aws.client("sqs")
+            .send_message(
+                QueueUrl=self.resources.queue.url,
+                MessageBody=body,
+                MessageGroupId=message_group,
+                # Every send is a new message, even with the same body: a duplicate delivery.
+                MessageDeduplicationId=unique_name("dedup"),
+            )
+            .get("MessageId")
+        )
+        self.sent.append(message_id)
+        return message_id
+
+    def get(self, key: str) -> dict[str, Any]:
+        return items.get(self.aws, self.resources.table, {"id": key}) or {}
+
+    def total(self) -> int | None:
+        return self.get(f"total#{self.group}").get("total")
+
+    def item(self, name: str) -> tuple[int | None, int | None]:
+        stored = self.get(f"item#{self.group}#{name}")
+        return stored.get("version"), stored.get("value")
+
+    def outcome(self, message_id: str) -> dict[str, Any]:
+        return self.get(f"outcome#{self.group}#{message_id}")
+
+    def settled(self, message_id: str) -> str:
+        """What the aggregator did with the message, once it has."""
+        found = await_value(
+            lambda: self.outcome(message_id),
+            timeout=30,
+            waiting_for=f"message {message_id} handled",
+        )
+        return str(found["outcome"])
+
+    def stored(self, prefix: str) -> list[dict[str, Any]]:
+        """This group's records of one kind (item# or outcome#)."""
+        return items.scan(
+            self.aws,
+            self.resources.table,
+            FilterExpression="begins_with(id, :prefix)",
+            ExpressionAttributeValues=items.wire({":prefix": f"{prefix}#{self.group}#"}),
+            ConsistentRead=True,
+        )
 
 
 def run(aws: Aws, resources: EventAggregation, scenario: Scenario) -> None:
-    sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
-    group = unique_name("meters")
-    sent: list[str] = []  # message ids
+    aggregation = Aggregation(aws, resources)
+    two_items_make_a_total(scenario, aggregation)
+    a_newer_version_moves_the_total(scenario, aggregation)
+    a_duplicate_is_ignored(scenario, aggregation)
+    an_older_version_is_ignored(scenario, aggregation)
+    a_retry_after_commit_changes_nothing(scenario, aggregation)
+    racing_invocations_lose_no_update(scenario, aggregation)
+    malformed_message_dead_lettered_nothing_lost(scenario, aggregation)
 
-    def send(item: str, version: int, value: int, **extra: Any) -> str:
-        body = {"group": group, "item": item, "version": version, "value": value, **extra}
-        return send_body(json.dumps(body), f"{group}:{item}")
 
-    def send_body(body: str, message_group: str) -> str:
-        message_id = sqs.send_message(
-            QueueUrl=resources.queue.url,
-            MessageBody=body,
-            MessageGroupId=message_group,
-            # Every send is a new message, even with the same body: that is a duplicate delivery.
-            MessageDeduplicationId=unique_name("dedup"),
-        )["MessageId"]
-        sent.append(message_id)
-        return message_id
-
-    def get(key: str) -> dict[str, Any]:
-        return dynamodb.get_item(
-            TableName=resources.table, Key={"id": {"S": key}}, ConsistentRead=True
-        ).get("Item", {})
-
-    def total() -> int | None:
-        item = get(f"total#{group}")
-        return int(Decimal(item["total"]["N"])) if item else None
-
-    def outcome(message_id: str) -> dict[str, Any]:
-        return get(f"outcome#{group}#{message_id}")
-
-    def settled(message_id: str) -> dict[str, Any]:
-        return await_value(
-            lambda: outcome(message_id), timeout=30, waiting_for=f"message {message_id} handled"
-        )
-
+def two_items_make_a_total(scenario: Scenario, aggregation: Aggregation) -> None:
     with scenario.step("Two items make a total"):
-        a1, b1 = send("A", 1, 100), send("B", 1, 30)
-        scenario.check("A v1", expected="applied", seen=settled(a1)["outcome"]["S"])
-        scenario.check("B v1", expected="applied", seen=settled(b1)["outcome"]["S"])
-        scenario.check("total", expected=130, seen=total())
+        a_v1, b_v1 = aggregation.send("A", 1, 100), aggregation.send("B", 1, 30)
+        scenario.check("A v1", expected="applied", seen=aggregation.settled(a_v1))
+        scenario.check("B v1", expected="applied", seen=aggregation.settled(b_v1))
+        scenario.check("total", expected=130, seen=aggregation.total())
 
+
+def a_newer_version_moves_the_total(scenario: Scenario, aggregation: Aggregation) -> None:
     with scenario.step("Changing A from 100 to 150 moves the total by 50"):
-        a2 = send("A", 2, 150)
-        scenario.check("A v2", expected="applied", seen=settled(a2)["outcome"]["S"])
-        scenario.check("total", expected=180, seen=total())
+        a_v2 = aggregation.send("A", 2, 150)
+        scenario.check("A v2", expected="applied", seen=aggregation.settled(a_v2))
+        scenario.check("total", expected=180, seen=aggregation.total())
 
+
+def a_duplicate_is_ignored(scenario: Scenario, aggregation: Aggregation) -> None:
     with scenario.step("A duplicate delivery of A v2 does not change the total"):
-        dup = send("A", 2, 150)
-        scenario.check("duplicate", expected="ignored", seen=settled(dup)["outcome"]["S"])
-        scenario.check("total", expected=180, seen=total())
+        duplicate = aggregation.send("A", 2, 150)
+        scenario.check("duplicate", expected="ignored", seen=aggregation.settled(duplicate))
+        scenario.check("total", expected=180, seen=aggregation.total())
 
+
+def an_older_version_is_ignored(scenario: Scenario, aggregation: Aggregation) -> None:
     with scenario.step("An older version arriving late is ignored"):
-        late = send("A", 1, 120)
-        scenario.check("A v1 (late)", expected="ignored", seen=settled(late)["outcome"]["S"])
-        scenario.check("total", expected=180, seen=total())
-        stored = get(f"item#{group}#A")
+        late = aggregation.send("A", 1, 120)
+        scenario.check("A v1 (late)", expected="ignored", seen=aggregation.settled(late))
+        scenario.check("total", expected=180, seen=aggregation.total())
         scenario.check(
-            "A's stored version and value",
-            expected=("2", "150"),
-            seen=(stored["version"]["N"], stored["value"]["N"]),
+            "A's stored version and value", expected=(2, 150), seen=aggregation.item("A")
         )
 
+
+def a_retry_after_commit_changes_nothing(scenario: Scenario, aggregation: Aggregation) -> None:
     with scenario.step("A Lambda retry after commit does not change the total"):
-        b2 = send("B", 2, 70, fail_after_commit=True)
+        b_v2 = aggregation.send("B", 2, 70, fail_after_commit=True)
         tried = await_value(
-            lambda: outcome(b2),
-            until=lambda o: int(o.get("attempts", {}).get("N", "0")) >= 2,
+            lambda: aggregation.outcome(b_v2),
+            until=lambda found: found.get("attempts", 0) >= 2,
             timeout=30,
             waiting_for="B v2 to be delivered a second time",
         )
         scenario.check(
-            "B v2 outcome (first attempt)", expected="applied", seen=tried["outcome"]["S"]
+            "B v2: outcome (its first attempt), attempts (the crash, then SQS's redelivery)",
+            expected=("applied", 2),
+            seen=(tried["outcome"], tried["attempts"]),
         )
-        scenario.check(
-            "attempts (the crash, then SQS's redelivery)", expected="2", seen=tried["attempts"]["N"]
-        )
-        scenario.check("total (moved by 40 once)", expected=220, seen=total())
-        lines = _log_lines(aws, resources.function, b2)
+        scenario.check("total (moved by 40 once)", expected=220, seen=aggregation.total())
+        lines = _log_lines(aggregation, b_v2)
         scenario.check(
             "the retry's log line says",
             expected=("ignored", 2),
             seen=next(
-                ((x["outcome"], x["receive_count"]) for x in lines if x["receive_count"] == 2), None
+                (
+                    (line["outcome"], line["receive_count"])
+                    for line in lines
+                    if line["receive_count"] == 2
+                ),
+                None,
             ),
         )
 
+
+def racing_invocations_lose_no_update(scenario: Scenario, aggregation: Aggregation) -> None:
+    with scenario.step("Two aggregator invocations race on one item: no lost update"):
+        c_v1 = aggregation.send("C", 1, 10)
+        scenario.check("C v1", expected="applied", seen=aggregation.settled(c_v1))
+        before = aggregation.total() or 0
+        resources, key = aggregation.resources, f"{aggregation.group}#C"
+        batch = _sqs_batch(aggregation, "C", version=2, value=50)
+        held_id = batch["Records"][0]["messageId"]
+        with HeldCall(aggregation.aws, resources.held_function, key, batch) as held:
+            scenario.note("invocation A (C v2=50) read C at v1=10 and is held")
+            c_v3 = aggregation.send("C", 3, 70)
+            scenario.check(
+                "C v3 (through the queue, while A is held)",
+                expected="applied",
+                seen=aggregation.settled(c_v3),
+            )
+            error, answer = held.release()
+        scenario.note(f"invocation A, released -> {answer}")
+        scenario.check(
+            "invocation A: error, failed records, outcome (its transaction cancelled; read again)",
+            expected=(None, [], "ignored"),
+            seen=(
+                error,
+                (answer or {}).get("batchItemFailures"),
+                aggregation.outcome(held_id).get("outcome"),
+            ),
+        )
+        scenario.check("C's stored version and value", expected=(3, 70), seen=aggregation.item("C"))
+        scenario.check(
+            "total (moved by 60 once, by C v3)", expected=before + 60, seen=aggregation.total()
+        )
+
+
+def malformed_message_dead_lettered_nothing_lost(
+    scenario: Scenario, aggregation: Aggregation
+) -> None:
+    resources = aggregation.resources
     with scenario.step(
         f"A malformed message goes to the DLQ (maxReceiveCount={resources.max_receive_count})"
     ):
-        bad_body = json.dumps({"group": group, "item": "C", "version": "three", "value": 5})
-        bad = send_body(bad_body, f"{group}:bad")
+        bad_body = json.dumps(
+            {"group": aggregation.group, "item": "D", "version": "three", "value": 5}
+        )
+        bad = aggregation.send_body(bad_body, f"{aggregation.group}:bad")
         observe.check_dead_lettered(
             scenario,
-            aws,
+            aggregation.aws,
             resources.dlq,
             observe.with_id(bad),
             max_receive_count=resources.max_receive_count,
@@ -126,36 +217,83 @@ def run(aws: Aws, resources: EventAggregation, scenario: Scenario) -> None:
         )
         # Each message's outcome from the system: the aggregator's record of it, or the DLQ.
         dead_lettered = {
-            m["MessageId"]
-            for m in observe.take_all(aws, resources.dlq.url, lambda m: m["MessageId"] in sent)
+            message["MessageId"]
+            for message in observe.take_all(
+                aggregation.aws,
+                resources.dlq.url,
+                lambda message: message["MessageId"] in aggregation.sent,
+            )
         }
         outcomes = {
-            m: "dead-lettered"
-            if m in dead_lettered
-            else outcome(m).get("outcome", {}).get("S", "lost")
-            for m in sent
+            message_id: "dead-lettered"
+            if message_id in dead_lettered
+            else aggregation.outcome(message_id).get("outcome", "lost")
+            for message_id in aggregation.sent
         }
-        tally = {o: list(outcomes.values()).count(o) for o in sorted(set(outcomes.values()))}
+        tally = {
+            outcome: list(outcomes.values()).count(outcome)
+            for outcome in sorted(set(outcomes.values()))
+        }
         scenario.check(
-            "outcomes", expected={"applied": 4, "dead-lettered": 1, "ignored": 2}, seen=tally
+            "outcomes of the messages sent through the queue",
+            expected={"applied": 6, "dead-lettered": 1, "ignored": 2},
+            seen=tally,
         )
         scenario.check(
             "messages sent with no outcome and not in the DLQ (lost)",
             expected=[],
-            seen=[m for m, found in outcomes.items() if found == "lost"],
+            seen=[message_id for message_id, found in outcomes.items() if found == "lost"],
         )
-        applied = int(get(f"total#{group}")["applied"]["N"])
-        scenario.check("events the total counts", expected=4, seen=applied)
-        holds_for(total, until=lambda t: t == 220, duration=1)
-        scenario.check("total", expected=220, seen=total())
+        totals = aggregation.get(f"total#{aggregation.group}")
+        applied = [
+            record for record in aggregation.stored("outcome") if record["outcome"] == "applied"
+        ]
+        scenario.check(
+            "messages the total counts = outcome records saying applied",
+            expected=len(applied),
+            seen=totals.get("applied"),
+        )
+        last_values = {record["id"]: record["value"] for record in aggregation.stored("item")}
+        scenario.check(
+            "total = the sum of each item's last value (A, B, C)",
+            expected=(sum(last_values.values()), 3),
+            seen=(totals.get("total"), len(last_values)),
+        )
 
 
-def _log_lines(aws: Aws, function: str, message_id: str) -> list[dict[str, Any]]:
+def _sqs_batch(aggregation: Aggregation, item: str, *, version: int, value: int) -> dict[str, Any]:
+    """One record shaped as the FIFO event source mapping delivers it, for a direct invoke."""
+    resources = aggregation.resources
+    body = {"group": aggregation.group, "item": item, "version": version, "value": value}
+    return {
+        "Records": [
+            {
+                "messageId": unique_name("direct"),
+                "receiptHandle": "direct-invoke",
+                "body": json.dumps(body),
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": str(int(time.time() * 1000)),
+                    "MessageGroupId": f"{aggregation.group}:{item}",
+                    "MessageDeduplicationId": unique_name("dedup"),
+                },
+                "messageAttributes": {},
+                "md5OfBody": "",
+                "eventSource": "aws:sqs",
+                "eventSourceARN": resources.queue.arn,
+                "awsRegion": aggregation.aws.region,
+            }
+        ]
+    }
+
+
+def _log_lines(aggregation: Aggregation, message_id: str) -> list[dict[str, Any]]:
     """The aggregator's structured log lines about one message."""
+    function = aggregation.resources.function
 
     def lines() -> list[dict[str, Any]]:
         found = []
-        for line in observe.log_lines(aws, function, containing=message_id):
+        for line in observe.log_lines(aggregation.aws, function, containing=message_id):
             try:
                 found.append(json.loads(line))
             except json.JSONDecodeError:

@@ -21,12 +21,17 @@ Three functions share this module:
   applied twice. Environment: READ_MODEL_TABLE, FAULTS_TABLE.
 - `app.query_handler`: {"account_id": "acc-1"} -> {"found": true, "account": {...}} or
   {"found": false}, read from the read model only. Environment: READ_MODEL_TABLE.
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -207,6 +212,7 @@ def handle_command(store: EventStore, command: Any) -> dict[str, Any]:
         valid = validate(command)
         state = replay(store.load(valid["account_id"]))
         event = decide(state, valid)
+        hold_after_read(valid["account_id"])
         store.append(event)
     except Rejected as rejected:
         return {"accepted": False, "error": rejected.code, "message": rejected.message}
@@ -347,3 +353,35 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
+
+
+# -- Test-only hook ------------------------------------------------------------------
+def hold_after_read(key: str) -> None:
+    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
+    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
+    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
+    releases it: a race between this read and the conditional write, forced rather than
+    left to luck (sandbox/race.py). Any other key passes straight through."""
+    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
+    if not table:
+        return
+    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
+    try:
+        client.update_item(
+            TableName=table,
+            Key=key_item,
+            UpdateExpression="SET #state = :held",
+            ConditionExpression="#state = :armed",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return  # not armed: no race asked for
+        raise
+    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
+    while time.monotonic() < deadline:
+        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
+        if item and item["state"]["S"] == "released":
+            return
+        time.sleep(0.05)

@@ -18,12 +18,17 @@ Environment: TABLE_NAME (key "id"), holding
     outcome#<group>#<msg id>   outcome, attempts    what each message did (applied/ignored)
 A body that is not such an event fails only its own record (and its FIFO group) and ends in
 the DLQ after maxReceiveCount receives.
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from decimal import Decimal
 from functools import cache
 from typing import Any, NamedTuple
@@ -152,6 +157,7 @@ def aggregate(client: Any, table: str, event: Event, message_id: str) -> str:
         if delta is None:
             _record_ignored(client, table, event, message_id)
             return "ignored"
+        hold_after_read(f"{event.group}#{event.item}")
         try:
             client.transact_write_items(
                 TransactItems=apply_transaction(table, event, message_id, stored_version, delta)
@@ -205,3 +211,35 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+
+
+# -- Test-only hook ------------------------------------------------------------------
+def hold_after_read(key: str) -> None:
+    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
+    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
+    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
+    releases it: a race between this read and the conditional write, forced rather than
+    left to luck (sandbox/race.py). Any other key passes straight through."""
+    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
+    if not table:
+        return
+    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
+    try:
+        client.update_item(
+            TableName=table,
+            Key=key_item,
+            UpdateExpression="SET #state = :held",
+            ConditionExpression="#state = :armed",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return  # not armed: no race asked for
+        raise
+    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
+    while time.monotonic() < deadline:
+        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
+        if item and item["state"]["S"] == "released":
+            return
+        time.sleep(0.05)

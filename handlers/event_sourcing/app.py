@@ -24,6 +24,10 @@ Functions in this module:
 
 Environment: EVENTS_TABLE, STATE_TABLE, SNAPSHOTS_TABLE, SNAPSHOT_EVERY (default 5),
 EVENT_BUS (replay only).
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
@@ -241,6 +246,7 @@ def append(events: Any) -> dict[str, Any]:
     current, version = live_state(stream_id) if isinstance(stream_id, str) else (None, 0)
     checked, state, snapshot = plan_append(current, version, events, snapshot_every)
     stream_id = checked[0]["stream_id"]
+    hold_after_read(stream_id)
     at = datetime.now(UTC).isoformat()
     new_version = checked[-1]["version"]
     writes: list[dict[str, Any]] = [
@@ -368,3 +374,35 @@ def replay_handler(event: Any, context: Any) -> dict[str, Any]:
         failed += events_client.put_events(Entries=entries[start : start + 10])["FailedEntryCount"]
     logger.info("Replayed", extra={"replay_name": replay_name, "published": len(entries)})
     return {"published": len(entries) - failed, "failed": failed}
+
+
+# -- Test-only hook ------------------------------------------------------------------
+def hold_after_read(key: str) -> None:
+    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
+    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
+    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
+    releases it: a race between this read and the conditional write, forced rather than
+    left to luck (sandbox/race.py). Any other key passes straight through."""
+    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
+    if not table:
+        return
+    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
+    try:
+        client.update_item(
+            TableName=table,
+            Key=key_item,
+            UpdateExpression="SET #state = :held",
+            ConditionExpression="#state = :armed",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return  # not armed: no race asked for
+        raise
+    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
+    while time.monotonic() < deadline:
+        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
+        if item and item["state"]["S"] == "released":
+            return
+        time.sleep(0.05)

@@ -19,6 +19,10 @@ integers in DynamoDB", and the AWS atomic-counter guide):
 Bad requests raise InvalidRequest (Lambda reports errorType "InvalidRequest").
 Environment: COUNTERS_TABLE (key "id", attribute "value"), RECORDS_TABLE (key "id"),
 IDEMPOTENCY_TABLE (key "id").
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations
@@ -131,6 +135,7 @@ def create(client: Any, counters: str, records: str, request: CreateRequest) -> 
     """Take the scope's next number for `request.name` (gapless); DuplicateName if taken."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         current = current_value(client, counters, request.scope)
+        hold_after_read(request.scope)
         try:
             client.transact_write_items(
                 TransactItems=create_transaction(
@@ -208,3 +213,35 @@ def next_handler(event: Any, context: Any) -> dict[str, Any]:
     if not isinstance(scope, str) or not scope.strip():
         raise InvalidRequest("'scope' must be a non-empty string")
     return {"scope": scope, "value": next_value(_client(), os.environ["COUNTERS_TABLE"], scope)}
+
+
+# -- Test-only hook ------------------------------------------------------------------
+def hold_after_read(key: str) -> None:
+    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
+    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
+    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
+    releases it: a race between this read and the conditional write, forced rather than
+    left to luck (sandbox/race.py). Any other key passes straight through."""
+    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
+    if not table:
+        return
+    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
+    try:
+        client.update_item(
+            TableName=table,
+            Key=key_item,
+            UpdateExpression="SET #state = :held",
+            ConditionExpression="#state = :armed",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return  # not armed: no race asked for
+        raise
+    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
+    while time.monotonic() < deadline:
+        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
+        if item and item["state"]["S"] == "released":
+            return
+        time.sleep(0.05)

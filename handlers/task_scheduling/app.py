@@ -22,6 +22,10 @@ Table: partition key `bucket` (the run_at minute, "2026-11-23T12:00"), sort key 
 ("<run_at ISO ms>#<id>"); the job id is the sort key, so it locates its own item.
 Environment: JOBS_TABLE (all), QUEUE_URL (tick), LOOKAHEAD_SECONDS (tick, default 60: the
 rule's period), LOOKBACK_MINUTES (tick, default 2: buckets re-read for missed jobs).
+
+Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
+default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
+an invocation between its read and its conditional write (`hold_after_read`).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import json
 import math
 import os
 import re
+import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -251,6 +256,7 @@ def tick(
     started = now()
     dispatched, lost = [], []
     for job in due_jobs(table, started, lookahead, lookback):
+        hold_after_read(job["job_key"])
         moment = now()
         if not claim(table, job, tick_id, moment):
             lost.append(job["job_key"])
@@ -321,3 +327,35 @@ def worker_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
+
+
+# -- Test-only hook ------------------------------------------------------------------
+def hold_after_read(key: str) -> None:
+    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
+    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
+    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
+    releases it: a race between this read and the conditional write, forced rather than
+    left to luck (sandbox/race.py). Any other key passes straight through."""
+    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
+    if not table:
+        return
+    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
+    try:
+        client.update_item(
+            TableName=table,
+            Key=key_item,
+            UpdateExpression="SET #state = :held",
+            ConditionExpression="#state = :armed",
+            ExpressionAttributeNames={"#state": "state"},
+            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
+        )
+    except ClientError as error:
+        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
+            return  # not armed: no race asked for
+        raise
+    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
+    while time.monotonic() < deadline:
+        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
+        if item and item["state"]["S"] == "released":
+            return
+        time.sleep(0.05)
