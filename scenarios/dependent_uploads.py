@@ -32,7 +32,7 @@ from sandbox.executions import Execution
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 HOLD_SECONDS = 2.0
-SIMULTANEOUS_PAIRS = 4
+SIMULTANEOUS_PAIRS = 6
 RACE_WINDOW = 0.1  # seconds: registrations this close ran at the same moment
 WAITED_PATH = ["IdentifyUpload", "WaitForPartner", "WaitedOrCompleted", "ProcessPair"]
 COMPLETED_PATH = ["IdentifyUpload", "WaitForPartner", "WaitedOrCompleted", "ResumedPartner"]
@@ -86,6 +86,13 @@ def first_files_wait(
                 timeout=30,
                 waiting_for=f"the execution for {key} ({pair_id}) to reach WaitForPartner",
             )
+            token_field = f"token_{pairs[pair_id][0]}"
+            await_value(
+                partial(_row, aws, resources, pair_id),
+                until=partial(_holds_field, token_field),
+                timeout=30,
+                waiting_for=f"{pair_id}'s row to hold {token_field}",
+            )
         statuses = holds_for(
             lambda: {
                 pair_id: _status(_read(aws, resources, key)) for pair_id, key in firsts.items()
@@ -98,12 +105,12 @@ def first_files_wait(
             expected=dict.fromkeys(firsts, "RUNNING"),
             seen=statuses,
         )
-        for pair_id, (first, _) in pairs.items():
+        for pair_id, (first, second) in pairs.items():
             stored = _row(aws, resources, pair_id)
             scenario.check_that(
-                f"{pair_id}: row holds the {first} file and its task token, not processed",
-                f"token_{first}" in stored and "processed" not in stored,
-                expected=f"token_{first} set, no processed",
+                f"{pair_id}: row holds the {first} file and token only, not processed",
+                f"file_{second}" not in stored and "processed" not in stored,
+                expected=f"no file_{second}, no processed",
                 seen=sorted(stored),
             )
     return firsts
@@ -283,6 +290,10 @@ def _sample(pair_id: str, kind: str) -> list[dict[str, str]]:
     if kind == "customers":
         return [{"customer_id": "c-1", "name": "Ada"}]
     return []
+
+
+def _holds_field(name: str, row: dict[str, Any]) -> bool:
+    return name in row
 
 
 def _status(execution: Execution | None) -> str | None:
