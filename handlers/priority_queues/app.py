@@ -89,7 +89,8 @@ def _parse_message(body: str) -> dict[str, Any]:
 
 def _work_seconds(body: dict[str, Any]) -> float:
     work = body.get("work")
-    return float(work) if isinstance(work, int | float) and 0 <= work <= 1 else 0.0
+    valid = isinstance(work, int | float) and not isinstance(work, bool) and 0 <= work <= 1
+    return float(work) if valid else 0.0
 
 
 # -- the DynamoDB priority queue -----------------------------------------------------
