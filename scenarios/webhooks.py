@@ -91,6 +91,8 @@ class Outbound:
     subscription_ids: dict[str, str]  # path -> subscription id
     events: list[dict[str, Any]]
     bad_event: str
+    # The deliveries queue's delayed messages, sampled while the deliveries ran.
+    delayed_samples: list[int] = field(default_factory=list)
 
 
 def run(aws: Aws, resources: Webhooks, scenario: Scenario) -> None:
@@ -202,8 +204,17 @@ def deliveries_end_delivered_or_failed(
 ) -> dict[str, list[dict[str, Any]]]:
     """Returns the finished deliveries of each receiver path."""
     with scenario.step("Each event is delivered signed; the failing receiver's end FAILED"):
+
+        def deliveries_now() -> list[items.Item]:
+            attributes = aws.client("sqs").get_queue_attributes(
+                QueueUrl=resources.deliveries_queue.url,
+                AttributeNames=["ApproximateNumberOfMessagesDelayed"],
+            )["Attributes"]
+            outbound.delayed_samples.append(int(attributes["ApproximateNumberOfMessagesDelayed"]))
+            return _deliveries_of(aws, resources, outbound.tenant)
+
         finished = await_value(
-            lambda: _deliveries_of(aws, resources, outbound.tenant),
+            deliveries_now,
             until=lambda found: len(found) == sum(EXPECTED_DELIVERIES.values())
             and all(delivery["status"] in ("DELIVERED", "FAILED") for delivery in found),
             timeout=60,
@@ -254,6 +265,13 @@ def failing_receiver_gets_delayed_retries(
     with scenario.step(
         "Each retry was its own invocation, re-queued with a delay (no Lambda waits)"
     ):
+        scenario.check_that(
+            "retries seen waiting as delayed messages on the deliveries queue",
+            max(outbound.delayed_samples, default=0) >= 1,
+            expected="at least 1 delayed message at some point",
+            seen=f"most at once: {max(outbound.delayed_samples, default=0)} "
+            f"({len(outbound.delayed_samples)} samples)",
+        )
         for delivery in by_path["/flaky"]:
             tried = sorted(_attempts(aws, resources, delivery["id"]), key=lambda a: a["attempt"])
             scenario.check(
