@@ -93,7 +93,7 @@ def subscribe_first_queues(
         for batch in (batches.clean, batches.flaky):
             _await_subscribers(aws, resources, batch, [queue.name for queue in first])
         scenario.note(
-            f"{resources.subscribers_table} holds {', '.join(q.name for q in first)} "
+            f"{resources.subscribers_table} holds {', '.join(queue.name for queue in first)} "
             "for both batches"
         )
 
@@ -192,9 +192,18 @@ def bad_input_is_refused_or_dead_lettered(
             (batches.clean, batches.runs[batches.clean]),
             (batches.flaky, batches.runs[batches.flaky]),
         ]
-        sent = sum(_record(aws, resources, f"done#{b}#{r}")["pages"] - 1 for b, r in started) + 1
+        sent = (
+            sum(
+                _record(aws, resources, f"done#{batch}#{run_id}")["pages"] - 1
+                for batch, run_id in started
+            )
+            + 1
+        )
         ran = [
-            page for b, r in started for page in _pages_of(aws, resources, b, r) if page["page"] > 1
+            page
+            for batch, run_id in started
+            for page in _pages_of(aws, resources, batch, run_id)
+            if page["page"] > 1
         ]
         observe.check_nothing_lost(
             scenario,

@@ -107,7 +107,9 @@ def check_good_run(aws: Aws, resources: ParallelMap, scenario: Scenario, runs: R
         )
         scenario.check(
             "distributed Map results (input order, null for the failed item)",
-            expected=[None if index in GOOD_FAILS else r for index, r in enumerate(expected)],
+            expected=[
+                None if index in GOOD_FAILS else result for index, result in enumerate(expected)
+            ],
             seen=good.output["distributed"],
         )
         finished = _counters(aws, resources, runs.good_id, "inline").finished
@@ -181,7 +183,9 @@ def check_over_tolerance(aws: Aws, resources: ParallelMap, scenario: Scenario, r
         expected = _expected_results()
         scenario.check(
             "distributed results the engine returned: good items in place, failed ones null",
-            expected=[None if index in OVER_FAILS else r for index, r in enumerate(expected)],
+            expected=[
+                None if index in OVER_FAILS else result for index, result in enumerate(expected)
+            ],
             seen=over.output["distributed"],
         )
 
@@ -229,13 +233,16 @@ def _values() -> list[int]:
 
 
 def _expected_results() -> list[dict[str, int]]:
-    return [{"index": index, "n": n, "square": n * n} for index, n in enumerate(_values())]
+    return [
+        {"index": index, "n": number, "square": number * number}
+        for index, number in enumerate(_values())
+    ]
 
 
 def _items(failing: set[int]) -> list[dict[str, Any]]:
     made: list[dict[str, Any]] = []
-    for index, n in enumerate(_values()):
-        item: dict[str, Any] = {"n": n}
+    for index, number in enumerate(_values()):
+        item: dict[str, Any] = {"n": number}
         if index == 0:
             item["work"] = SLOW_FIRST_ITEM
         if index in failing:

@@ -98,9 +98,13 @@ def high_arrives_mid_drain(
             seen=high,
         )
         assert high is not None
-        before_arrival = [i for i in order if i["at"] < high_sent_at and i["id"] != high_id]
-        jumped_by = [i for i in order if high_sent_at <= i["at"] and i["seq"] < high["seq"]]
-        after = [i for i in order if i["seq"] > high["seq"]]
+        before_arrival = [
+            item for item in order if item["at"] < high_sent_at and item["id"] != high_id
+        ]
+        jumped_by = [
+            item for item in order if high_sent_at <= item["at"] and item["seq"] < high["seq"]
+        ]
+        after = [item for item in order if item["seq"] > high["seq"]]
         scenario.note(
             f"normal processed before the high one arrived: {len(before_arrival)}; after it "
             f"arrived but before it: {len(jumped_by)}; after it: {len(after)}"

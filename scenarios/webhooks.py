@@ -221,7 +221,9 @@ def deliveries_end_delivered_or_failed(
             waiting_for="5 deliveries to finish",
         )
         by_path = {
-            path: [d for d in finished if d["subscription_id"] == subscription_id]
+            path: [
+                delivery for delivery in finished if delivery["subscription_id"] == subscription_id
+            ]
             for path, subscription_id in outbound.subscription_ids.items()
         }
         for path, count in EXPECTED_DELIVERIES.items():
@@ -229,7 +231,7 @@ def deliveries_end_delivered_or_failed(
         scenario.check(
             "healthy deliveries (status, attempts)",
             expected=[("DELIVERED", 1)] * 3,
-            seen=[(d["status"], d["attempts"]) for d in by_path["/healthy"]],
+            seen=[(delivery["status"], delivery["attempts"]) for delivery in by_path["/healthy"]],
         )
         scenario.check(
             "POSTs the healthy receiver got, each verified",
@@ -241,15 +243,20 @@ def deliveries_end_delivered_or_failed(
         scenario.check(
             "event ids it received",
             expected=sorted(event["id"] for event in outbound.events),
-            seen=sorted(json.loads(r.body)["id"] for r in outbound.receiver.to("/healthy")),
+            seen=sorted(
+                json.loads(request.body)["id"] for request in outbound.receiver.to("/healthy")
+            ),
         )
         attempts = resources.max_attempts
         scenario.check(
             f"failing deliveries end FAILED after {attempts} attempts",
             expected=[("FAILED", attempts, "HTTP 503")] * 2,
-            seen=[(d["status"], d["attempts"], d["last_error"]) for d in by_path["/flaky"]],
+            seen=[
+                (delivery["status"], delivery["attempts"], delivery["last_error"])
+                for delivery in by_path["/flaky"]
+            ],
         )
-        statuses = Counter(d["status"] for d in finished)
+        statuses = Counter(delivery["status"] for delivery in finished)
         scenario.note(f"deliveries: {dict(statuses)} (FAILED ones are kept for replay)")
     return by_path
 
@@ -273,20 +280,22 @@ def failing_receiver_gets_delayed_retries(
             f"({len(outbound.delayed_samples)} samples)",
         )
         for delivery in by_path["/flaky"]:
-            tried = sorted(_attempts(aws, resources, delivery["id"]), key=lambda a: a["attempt"])
+            tried = sorted(
+                _attempts(aws, resources, delivery["id"]), key=lambda attempt: attempt["attempt"]
+            )
             scenario.check(
                 f"attempts recorded for {delivery['id']}",
                 expected=[(f"000-{number:02d}", 503) for number in range(1, attempts + 1)],
-                seen=[(a["attempt"], a["status_code"]) for a in tried],
+                seen=[(attempt["attempt"], attempt["status_code"]) for attempt in tried],
             )
-            invocations = {a["invocation"] for a in tried}
+            invocations = {attempt["invocation"] for attempt in tried}
             scenario.check_that(
                 "each attempt ran in an invocation of its own",
                 len(invocations) == attempts and "" not in invocations,
                 expected=f"{attempts} distinct request ids",
                 seen=sorted(invocations),
             )
-            delays = [a["delay"] for a in tried]
+            delays = [attempt["delay"] for attempt in tried]
             ceilings = [
                 min(resources.backoff_cap, resources.backoff_base * 2**retry)
                 for retry in range(attempts - 1)
@@ -301,7 +310,7 @@ def failing_receiver_gets_delayed_retries(
                 expected=f"0, then each in [ceiling/2, ceiling] of {ceilings} (whole seconds)",
                 seen=delays,
             )
-            ran_at = [float(a["at"]) for a in tried]
+            ran_at = [float(attempt["at"]) for attempt in tried]
             gaps = [
                 round(later - earlier, 3)
                 for earlier, later in zip(ran_at, ran_at[1:], strict=False)
@@ -313,9 +322,9 @@ def failing_receiver_gets_delayed_retries(
                 seen=gaps,
             )
             hits = [
-                r.at
-                for r in outbound.receiver.to("/flaky")
-                if _header(r, "X-Webhook-Id") == delivery["id"]
+                request.at
+                for request in outbound.receiver.to("/flaky")
+                if _header(request, "X-Webhook-Id") == delivery["id"]
             ]
             received_gaps = [
                 round(later - earlier, 3) for earlier, later in zip(hits, hits[1:], strict=False)
@@ -374,7 +383,7 @@ def redelivered_job_is_not_posted_again(
     with scenario.step("A job handed over again is not POSTed again (idempotency)"):
         again = [by_path["/healthy"][0]["id"], by_path["/flaky"][0]["id"]]
         posts_before = len(outbound.receiver.requests)
-        attempts_before = [len(_attempts(aws, resources, d)) for d in again]
+        attempts_before = [len(_attempts(aws, resources, delivery_id)) for delivery_id in again]
         for delivery_id in again:
             aws.client("sqs").send_message(
                 QueueUrl=resources.deliveries_queue.url,
@@ -390,7 +399,7 @@ def redelivered_job_is_not_posted_again(
         scenario.check(
             "attempts recorded (delivered one, failed one)",
             expected=attempts_before,
-            seen=[len(_attempts(aws, resources, d)) for d in again],
+            seen=[len(_attempts(aws, resources, delivery_id)) for delivery_id in again],
         )
         records = items.scan(
             aws,
@@ -416,41 +425,46 @@ def replay_delivers_failed_deliveries(
     attempts = resources.max_attempts
     with scenario.step("The receiver is fixed: replaying each FAILED delivery delivers it"):
         outbound.subscriber.broken.clear()
-        failed = [d["id"] for d in by_path["/flaky"]]
+        failed = [delivery["id"] for delivery in by_path["/flaky"]]
         for delivery_id in failed:
             status, body = _post(f"{resources.api.url}/deliveries/{delivery_id}/replay", b"")
             scenario.check(
                 f"replay {delivery_id}", expected=(202, 1), seen=(status, body.get("round"))
             )
         replayed = await_value(
-            lambda: [_delivery(aws, resources, d) for d in failed],
-            until=lambda found: all(d["status"] == "DELIVERED" for d in found),
+            lambda: [_delivery(aws, resources, delivery_id) for delivery_id in failed],
+            until=lambda found: all(delivery["status"] == "DELIVERED" for delivery in found),
             timeout=30,
             waiting_for="the replayed deliveries",
         )
         scenario.check(
             "replayed deliveries (round, attempts)",
             expected=[(1, attempts + 1)] * 2,
-            seen=[(d["round"], d["attempts"]) for d in replayed],
+            seen=[(delivery["round"], delivery["attempts"]) for delivery in replayed],
         )
         last = [
-            sorted(_attempts(aws, resources, d), key=lambda a: a["attempt"])[-1] for d in failed
+            sorted(_attempts(aws, resources, delivery_id), key=lambda attempt: attempt["attempt"])[
+                -1
+            ]
+            for delivery_id in failed
         ]
         scenario.check(
             "the replay's attempt",
             expected=[("001-01", 200)] * 2,
-            seen=[(a["attempt"], a["status_code"]) for a in last],
+            seen=[(attempt["attempt"], attempt["status_code"]) for attempt in last],
         )
         verdicts = outbound.subscriber.verdicts
         scenario.check(
             "POSTs the receiver refused: only the forgery",
             expected=[("/healthy", "", "signature does not match the body")],
-            seen=[v for v in verdicts if v[2] != "ok"],
+            seen=[verdict for verdict in verdicts if verdict[2] != "ok"],
         )
         scenario.check(
             "signed POSTs at /flaky",
             expected=2 * attempts + 2,
-            seen=len([v for v in verdicts if v[0] == "/flaky" and v[2] == "ok"]),
+            seen=len(
+                [verdict for verdict in verdicts if verdict[0] == "/flaky" and verdict[2] == "ok"]
+            ),
         )
         status, body = _post(f"{resources.api.url}/deliveries/{failed[0]}/replay", b"")
         scenario.check_that(
@@ -459,7 +473,9 @@ def replay_delivers_failed_deliveries(
             expected="409 saying only FAILED deliveries can be replayed",
             seen=f"{status} {body}",
         )
-        final = Counter(d["status"] for d in _deliveries_of(aws, resources, outbound.tenant))
+        final = Counter(
+            delivery["status"] for delivery in _deliveries_of(aws, resources, outbound.tenant)
+        )
         scenario.check("deliveries now", expected={"DELIVERED": 5}, seen=dict(final))
 
 
@@ -574,7 +590,9 @@ def signed_inbound_posts_reach_the_bus(aws: Aws, resources: Webhooks, scenario: 
             until=lambda found: found is None,
             duration=2,
         )
-        arrived = {event["id"]: event for event in (json.loads(m["Body"]) for m in taken)}
+        arrived = {
+            event["id"]: event for event in (json.loads(message["Body"]) for message in taken)
+        }
         scenario.check(
             "posts in = events on the bus (each once; none of the refused ones)",
             expected=sorted(posts),
@@ -688,7 +706,9 @@ def malformed_outbound_event_is_dead_lettered(
             scenario,
             aws,
             sent=len(EVENT_TYPES) + 1,  # and the malformed one
-            processed=len({d["event_id"] for d in _deliveries_of(aws, resources, tenant)}),
+            processed=len(
+                {delivery["event_id"] for delivery in _deliveries_of(aws, resources, tenant)}
+            ),
             dlq=resources.outbound_dlq,
             of_run=lambda message: tenant in message["Body"],
         )
@@ -736,7 +756,7 @@ def receiver_verify(secret: str, header: str | None, body: bytes, now: float) ->
     if abs(now - timestamp) > TOLERANCE:
         raise ValueError(f"timestamp outside the tolerance of {TOLERANCE} s")
     expected = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
-    if not any(hmac.compare_digest(expected.hexdigest(), v) for v in fields.get("v1", [])):
+    if not any(hmac.compare_digest(expected.hexdigest(), given) for given in fields.get("v1", [])):
         raise ValueError("signature does not match the body")
 
 
