@@ -17,7 +17,7 @@ from sandbox.provision import (
 
 PREFIX = "incoming/"
 KINDS = ("orders", "customers")
-RACE_ALIGN_SECONDS = 2
+RACE_ALIGN_SECONDS = 4
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 HOLD_SECONDS = 2.0
 SIMULTANEOUS_PAIRS = 6
-RACE_WINDOW = 0.1  # seconds: registrations this close ran at the same moment
+RACE_WINDOW = 0.25  # seconds: registrations this close ran at the same moment
 WAITED_PATH = ["IdentifyUpload", "WaitForPartner", "WaitedOrCompleted", "ProcessPair"]
 COMPLETED_PATH = ["IdentifyUpload", "WaitForPartner", "WaitedOrCompleted", "ResumedPartner"]
 

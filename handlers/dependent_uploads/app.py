@@ -128,9 +128,10 @@ def _align_for_race() -> None:
 def register_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     upload, token = event["upload"], event["token"]
     kind = upload["kind"]
+    table = _table()  # made first: a cold start's client must not delay the aligned write
     _align_for_race()
     # One atomic update: whichever registration comes second sees both files.
-    row = _table().update_item(
+    row = table.update_item(
         Key={"id": upload["pair_id"]},
         UpdateExpression="SET #file = :key, #token = :token, #at = :now",
         ExpressionAttributeNames={
