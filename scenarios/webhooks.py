@@ -537,24 +537,38 @@ def signed_inbound_posts_reach_the_bus(aws: Aws, resources: Webhooks, scenario: 
             Item=items.wire({"source": source, "secret": secret}),
         )
         url = f"{resources.api.url}/hooks/{source}"
-        refused = {
-            "unsigned": (url, None, f'{{"refused": "unsigned {source}"}}'),
-            "wrong secret": (url, "whsec_wrong", f'{{"refused": "wrong {source}"}}'),
-            "tampered": (url, "tamper", f'{{"refused": "tampered {source}"}}'),
-            "unknown sender": (f"{resources.api.url}/hooks/{stranger}", secret, "{}"),
+
+        def refused_body(name: str) -> bytes:
+            return json.dumps({"refused": f"{name} {source}"}).encode()
+
+        stale = time.time() - 2 * TOLERANCE
+        refused: dict[str, tuple[str, bytes, str | None]] = {  # url, body, X-Signature
+            "unsigned": (url, refused_body("unsigned"), None),
+            "wrong secret": (
+                url,
+                refused_body("wrong"),
+                _sign("whsec_wrong", refused_body("wrong")),
+            ),
+            "tampered": (url, refused_body("tampered"), _sign(secret, b'{"refused": "original"}')),
+            f"signed {2 * TOLERANCE} s ago": (
+                url,
+                refused_body("stale"),
+                _sign(secret, refused_body("stale"), at=stale),
+            ),
+            "unknown sender": (
+                f"{resources.api.url}/hooks/{stranger}",
+                b"{}",
+                _sign(secret, b"{}"),
+            ),
         }
-        expected_status = {"unsigned": 401, "wrong secret": 401, "tampered": 401}
-        for name, (target, signing, text) in refused.items():
-            body: bytes = text.encode()
+        for name, (target, body, signature) in refused.items():
             headers = {"Content-Type": "application/json"}
-            if signing == "tamper":
-                headers["X-Signature"] = _sign(secret, b'{"refused": "original"}')
-            elif signing is not None:
-                headers["X-Signature"] = _sign(signing, body)
+            if signature is not None:
+                headers["X-Signature"] = signature
             status, answer = _post(target, body, headers=headers)
             scenario.check(
                 f"POST {name}",
-                expected=expected_status.get(name, 403),
+                expected=403 if name == "unknown sender" else 401,
                 seen=status,
             )
             scenario.note(f"{name}: {answer.get('error')}")
@@ -769,9 +783,10 @@ def _verdict(secret: str, header: str | None, body: bytes, now: float | None = N
 
 
 # -- helpers ---------------------------------------------------------------------------------
-def _sign(secret: str, body: bytes) -> str:
-    """An X-Signature for an inbound post, made from the documented scheme."""
-    timestamp = int(time.time())
+def _sign(secret: str, body: bytes, at: float | None = None) -> str:
+    """An X-Signature for an inbound post, made from the documented scheme (signed now, or
+    `at`)."""
+    timestamp = int(time.time() if at is None else at)
     digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
     return f"t={timestamp},v1={digest.hexdigest()}"
 
