@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -65,29 +64,21 @@ def high_arrives_mid_drain(
                 ],
             )
         scenario.note(f"queued {NORMAL_COUNT} normal + 1 malformed; the consumer starts")
-        answer: dict[str, Any] = {}
-        consumer = threading.Thread(
-            target=lambda: answer.update(
-                zip(
-                    ("error", "drained"),
-                    observe.call(aws, resources.consumer_function, {"budget": 100}),
-                    strict=True,
-                )
+        with ThreadPoolExecutor(1) as pool:
+            drain = pool.submit(observe.call, aws, resources.consumer_function, {"budget": 100})
+            await_value(
+                lambda: len(_stored(aws, resources.processed_table, normal_ids)),
+                until=lambda count: count >= STARTED_AFTER,
+                timeout=30,
+                waiting_for=f"the consumer to process {STARTED_AFTER} normal messages",
             )
-        )
-        consumer.start()
-        await_value(
-            lambda: len(_stored(aws, resources.processed_table, normal_ids)),
-            until=lambda count: count >= STARTED_AFTER,
-            timeout=30,
-            waiting_for=f"the consumer to process {STARTED_AFTER} normal messages",
-        )
-        high_sent_at = time.time_ns()
-        sqs.send_message(
-            QueueUrl=resources.high.url, MessageBody=json.dumps({"id": high_id, "priority": "high"})
-        )
-        consumer.join(timeout=60)
-        scenario.check("consumer error", expected=None, seen=answer.get("error"))
+            high_sent_at = time.time_ns()
+            sqs.send_message(
+                QueueUrl=resources.high.url,
+                MessageBody=json.dumps({"id": high_id, "priority": "high"}),
+            )
+            error, drained = drain.result(timeout=60)
+        scenario.check("consumer error", expected=None, seen=error)
         stored = _stored(aws, resources.processed_table, [*normal_ids, high_id])
         order = sorted(stored, key=lambda item: item["seq"])
         high = next((item for item in order if item["id"] == high_id), None)
@@ -126,7 +117,7 @@ def high_arrives_mid_drain(
             expected=sorted(normal_ids),
             seen=sorted(item["id"] for item in order if item["id"] != high_id),
         )
-        failed = answer.get("drained", {}).get("failed", [])
+        failed = drained.get("failed", [])
         scenario.check_that(
             "the malformed one was left for redelivery",
             len(failed) >= 1,
