@@ -17,6 +17,7 @@ from sandbox.provision import (
 
 PREFIX = "incoming/"
 KINDS = ("orders", "customers")
+RACE_ALIGN_SECONDS = 4
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,9 @@ class DependentUploads:
 def provision(aws: Aws) -> DependentUploads:
     table = ensure_table(aws, "dependent-uploads-pairs")
     bucket = ensure_bucket(aws, "dependent-uploads")
-    env = {"TABLE_NAME": table}
+    # RACE_ALIGN_SECONDS: a test-only hook (handlers/dependent_uploads/app.py) that makes two
+    # uploads arriving together register at the same instant; leave it out on AWS.
+    env = {"TABLE_NAME": table, "RACE_ALIGN_SECONDS": str(RACE_ALIGN_SECONDS)}
     arns = {
         name: ensure_function(
             aws,

@@ -1,5 +1,6 @@
 """Provision paginated-fan-out: schedule rule -> pager Lambda <-> SQS pages queue, DynamoDB
-feeds and runs tables, and subscriber queues the pager sends to directly."""
+feeds and runs tables; a subscriptions table whose update stream keeps the subscriber table
+the pager pages through, and the subscriber queues it sends to directly."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from sandbox.provision import (
 )
 
 PAGE_SIZE = 10
-SUBSCRIBERS = 3
+SUBSCRIBER_PAGE_SIZE = 2  # 3 subscribers of a batch take 2 pages
+SUBSCRIBER_QUEUES = 4  # the scenario subscribes 3 at first, then adds the 4th
 SCHEDULE = "rate(1 hour)"
 SCHEDULED_BATCH = "feeds"  # the partition the schedule works through
 MAX_RECEIVE_COUNT = 2
@@ -35,9 +37,12 @@ class PaginatedFanOut:
     feeds_table: str
     runs_table: str
     idempotency_table: str
+    subscriptions_table: str
+    subscribers_table: str
+    subscribers_function: str
     pages: Queue
     pages_dlq: Queue
-    subscribers: tuple[Queue, ...]
+    subscriber_queues: tuple[Queue, ...]
     function: str
     schedule_rule: str
     schedule: str
@@ -50,6 +55,31 @@ def provision(aws: Aws) -> PaginatedFanOut:
     feeds = ensure_table(aws, "paginated-fan-out-feeds", hash_key="batch", range_key="id")
     runs = ensure_table(aws, "paginated-fan-out-runs")
     idempotency = ensure_table(aws, "paginated-fan-out-idempotency")
+    subscriptions = ensure_table(
+        aws,
+        "paginated-fan-out-subscriptions",
+        hash_key="batch",
+        range_key="id",
+        stream_view="NEW_AND_OLD_IMAGES",
+    )
+    subscribers_table = ensure_table(
+        aws, "paginated-fan-out-subscribers", hash_key="batch", range_key="id"
+    )
+    subscribers_function = "paginated-fan-out-subscribers"
+    ensure_function(
+        aws,
+        subscribers_function,
+        "paginated_fan_out",
+        handler="subscribers.handler",
+        environment={"SUBSCRIBERS_TABLE": subscribers_table},
+        timeout=10,
+    )
+    stream_arn = aws.client("dynamodb").describe_table(TableName=subscriptions)["Table"][
+        "LatestStreamArn"
+    ]
+    ensure_event_source_mapping(
+        aws, subscribers_function, stream_arn, batch_size=10, StartingPosition="LATEST"
+    )
     pages, pages_dlq = ensure_queue_with_dlq(
         aws,
         "paginated-fan-out-pages",
@@ -57,11 +87,11 @@ def provision(aws: Aws) -> PaginatedFanOut:
         visibility_timeout=VISIBILITY_TIMEOUT,
     )
     # Each subscriber's consumer can fail, so each subscriber queue has its DLQ too.
-    subscribers = tuple(
+    subscriber_queues = tuple(
         ensure_queue_with_dlq(
             aws, f"paginated-fan-out-subscriber-{i}", max_receive_count=MAX_RECEIVE_COUNT
         )[0]
-        for i in range(1, SUBSCRIBERS + 1)
+        for i in range(1, SUBSCRIBER_QUEUES + 1)
     )
     function = "paginated-fan-out-pager"
     arn = ensure_function(
@@ -73,7 +103,8 @@ def provision(aws: Aws) -> PaginatedFanOut:
             "RUNS_TABLE": runs,
             "IDEMPOTENCY_TABLE": idempotency,
             "PAGES_QUEUE_URL": pages.url,
-            "SUBSCRIBER_QUEUE_URLS": ",".join(q.url for q in subscribers),
+            "SUBSCRIBERS_TABLE": subscribers_table,
+            "SUBSCRIBER_PAGE_SIZE": str(SUBSCRIBER_PAGE_SIZE),
             "PAGE_SIZE": str(PAGE_SIZE),
             "RETRY_DELAY_SECONDS": str(RETRY_DELAY_SECONDS),
         },
@@ -94,9 +125,12 @@ def provision(aws: Aws) -> PaginatedFanOut:
         feeds,
         runs,
         idempotency,
+        subscriptions,
+        subscribers_table,
+        subscribers_function,
         pages,
         pages_dlq,
-        subscribers,
+        subscriber_queues,
         function,
         rule,
         SCHEDULE,

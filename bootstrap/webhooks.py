@@ -26,8 +26,10 @@ PREFIX = "webhooks"
 ALLOWED_HOSTS = ("127.0.0.1", "localhost")
 ALLOWED_SCHEMES = ("http", "https")
 MAX_ATTEMPTS = 3
-BACKOFF_BASE = 0.2  # seconds; waits are full jitter in [0, min(cap, base * 2**n)]
-BACKOFF_CAP = 1.0
+# Whole seconds: a retry is re-queued with SQS DelaySeconds, equal jitter in
+# [ceiling / 2, ceiling] with ceiling min(cap, base * 2**n), at least 1 s.
+BACKOFF_BASE = 1
+BACKOFF_CAP = 4
 HTTP_TIMEOUT = 2
 AGGREGATION_WINDOW = 3  # seconds: the delay queue's DelaySeconds
 MAX_RECEIVE_COUNT = 2
@@ -42,6 +44,7 @@ class Webhooks:
     deliveries_table: str
     attempts_table: str
     idempotency_table: str
+    inbound_senders_table: str
     pending_table: str
     runs_table: str
     outbound_queue: Queue
@@ -58,8 +61,8 @@ class Webhooks:
     deliver_function: str
     allowed_hosts: tuple[str, ...]
     max_attempts: int
-    backoff_base: float
-    backoff_cap: float
+    backoff_base: int
+    backoff_cap: int
     aggregation_window: int
     max_receive_count: int
     inbound_detail_type: str
@@ -70,6 +73,7 @@ def provision(aws: Aws) -> Webhooks:
     deliveries = ensure_table(aws, f"{PREFIX}-deliveries")
     attempts = ensure_table(aws, f"{PREFIX}-attempts", hash_key="delivery_id", range_key="attempt")
     idempotency = ensure_table(aws, f"{PREFIX}-idempotency")
+    senders = ensure_table(aws, f"{PREFIX}-inbound-senders", hash_key="source")
     pending = ensure_table(aws, f"{PREFIX}-aggregate-pending", hash_key="resource")
     runs = ensure_table(aws, f"{PREFIX}-aggregate-runs", hash_key="resource", range_key="window_id")
 
@@ -77,7 +81,7 @@ def provision(aws: Aws) -> Webhooks:
     outbound, outbound_dlq = ensure_queue_with_dlq(
         aws, f"{PREFIX}-outbound", max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout=5
     )
-    # A round of deliveries: MAX_ATTEMPTS POSTs of up to HTTP_TIMEOUT s, and the waits.
+    # One attempt per job: a POST of up to HTTP_TIMEOUT s and a few writes.
     deliveries_queue, deliveries_dlq = ensure_queue_with_dlq(
         aws, f"{PREFIX}-deliveries", max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout=20
     )
@@ -139,6 +143,7 @@ def provision(aws: Aws) -> Webhooks:
                 "ATTEMPTS_TABLE": attempts,
                 "SUBSCRIPTIONS_TABLE": subscriptions,
                 "IDEMPOTENCY_TABLE": idempotency,
+                "DELIVERIES_QUEUE_URL": deliveries_queue.url,
                 "MAX_ATTEMPTS": str(MAX_ATTEMPTS),
                 "BACKOFF_BASE": str(BACKOFF_BASE),
                 "BACKOFF_CAP": str(BACKOFF_CAP),
@@ -163,7 +168,7 @@ def provision(aws: Aws) -> Webhooks:
             "webhooks",
             handler="inbound.handler",
             timeout=5,
-            environment={"INBOUND_BUS": bus},
+            environment={"INBOUND_BUS": bus, "INBOUND_SENDERS_TABLE": senders},
         ),
         "intake": ensure_function(
             aws,
@@ -223,6 +228,7 @@ def provision(aws: Aws) -> Webhooks:
         deliveries_table=deliveries,
         attempts_table=attempts,
         idempotency_table=idempotency,
+        inbound_senders_table=senders,
         pending_table=pending,
         runs_table=runs,
         outbound_queue=outbound,

@@ -1,7 +1,10 @@
 """Scenario for priority-queues.
 
-1. Two SQS queues: with 50 normal messages (and one malformed) queued before 1 high one, the
-   consumer processes the high one first, then all the normal ones.
+1. Two SQS queues: 50 normal messages (and one malformed) are queued and the consumer starts
+   draining them; once it has processed some (read from its table), 1 high message is sent.
+   The consumer takes the high one before the normal ones still queued: at most the batch
+   it already held comes between the high one's arrival and its processing. Order and times
+   come from what the consumer stored.
 2. The malformed message is redelivered, then lands in the normal queue's DLQ; nothing is
    lost (messages in = processed + DLQ).
 3. DynamoDB queue: equal priorities come out first in, first out; re-prioritising items
@@ -14,66 +17,121 @@
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from bootstrap.priority_queues import PriorityQueues
-from sandbox import observe
+from sandbox import items, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
 
 NORMAL_COUNT, CONCURRENT_ITEMS, DEQUEUERS = 50, 40, 4
+WORK_SECONDS = 0.1  # each normal message's work: the drain takes ~5 s, time to arrive mid-way
+STARTED_AFTER = 5  # normal messages processed before the high one is sent
+BATCH = 10  # what one receive hands the consumer: the most it may finish before the high one
 
 
 def run(aws: Aws, resources: PriorityQueues, scenario: Scenario) -> None:
-    sqs, dynamodb = aws.client("sqs"), aws.client("dynamodb")
     run_id = unique_name("prio")
+    sent = high_arrives_mid_drain(aws, resources, scenario, run_id)
+    malformed_ends_in_dlq(aws, resources, scenario, run_id, sent)
+    reprioritising_changes_order(aws, resources, scenario, run_id)
+    concurrent_dequeuers_never_share(aws, resources, scenario, run_id)
+    bad_requests_get_clear_errors(aws, resources, scenario, run_id)
 
-    def items(payload: dict[str, Any]) -> Any:
-        return observe.invoke(aws, resources.items_function, payload)
 
-    normal_ids = [f"{run_id}-n{i:02d}" for i in range(NORMAL_COUNT)]
+def high_arrives_mid_drain(
+    aws: Aws, resources: PriorityQueues, scenario: Scenario, run_id: str
+) -> list[str]:
+    """Returns the ids of the well-formed messages sent."""
+    sqs = aws.client("sqs")
+    normal_ids = [f"{run_id}-n{number:02d}" for number in range(NORMAL_COUNT)]
     high_id = f"{run_id}-high"
-    bad_body = f"not a message {run_id}"
-    mine: set[str] = {*normal_ids, high_id}
-    processed: list[dict[str, Any]] = []
-
     with scenario.step(
-        f"{NORMAL_COUNT} normal messages queued, then 1 high: the high one goes first"
+        f"{NORMAL_COUNT} normal messages draining; 1 high arrives mid-drain and goes next"
     ):
-        bodies = [json.dumps({"id": i, "priority": "normal"}) for i in normal_ids] + [bad_body]
+        bodies = [
+            json.dumps({"id": normal_id, "priority": "normal", "work": WORK_SECONDS})
+            for normal_id in normal_ids
+        ] + [_malformed(run_id)]
         for start in range(0, len(bodies), 10):
             sqs.send_message_batch(
                 QueueUrl=resources.normal.url,
                 Entries=[
-                    {"Id": str(n), "MessageBody": body}
-                    for n, body in enumerate(bodies[start : start + 10])
+                    {"Id": str(index), "MessageBody": body}
+                    for index, body in enumerate(bodies[start : start + 10])
                 ],
             )
-        sqs.send_message(
-            QueueUrl=resources.high.url, MessageBody=json.dumps({"id": high_id, "priority": "high"})
-        )
-        scenario.note(f"queued {NORMAL_COUNT} normal + 1 malformed, then 1 high")
-        error, drained = observe.call(aws, resources.consumer_function, {"budget": 100})
+        scenario.note(f"queued {NORMAL_COUNT} normal + 1 malformed; the consumer starts")
+        with ThreadPoolExecutor(1) as pool:
+            drain = pool.submit(observe.call, aws, resources.consumer_function, {"budget": 100})
+            await_value(
+                lambda: len(_stored(aws, resources.processed_table, normal_ids)),
+                until=lambda count: count >= STARTED_AFTER,
+                timeout=30,
+                waiting_for=f"the consumer to process {STARTED_AFTER} normal messages",
+            )
+            high_sent_at = time.time_ns()
+            sqs.send_message(
+                QueueUrl=resources.high.url,
+                MessageBody=json.dumps({"id": high_id, "priority": "high"}),
+            )
+            error, drained = drain.result(timeout=60)
         scenario.check("consumer error", expected=None, seen=error)
-        processed = [p for p in drained["processed"] if p["id"] in mine]
-        scenario.check("first processed", expected=(high_id, "high"), seen=_first(processed))
-        after = [p["id"] for p in processed[1:]]
+        stored = _stored(aws, resources.processed_table, [*normal_ids, high_id])
+        order = sorted(stored, key=lambda item: item["seq"])
+        high = next((item for item in order if item["id"] == high_id), None)
         scenario.check_that(
-            "normal messages processed after it",
-            sorted(after) == sorted(normal_ids),
-            expected=f"all {NORMAL_COUNT}, once each",
-            seen=f"{len(set(after))} distinct of {len(after)}",
+            "the high message was processed in the same drain",
+            high is not None and high["priority"] == "high",
+            expected="stored with priority high",
+            seen=high,
         )
-        stored = _stored(dynamodb, resources.processed_table, sorted(mine))
-        scenario.check("processed items stored", expected=len(mine), seen=len(stored))
+        assert high is not None
+        before_arrival = [
+            item for item in order if item["at"] < high_sent_at and item["id"] != high_id
+        ]
+        jumped_by = [
+            item for item in order if high_sent_at <= item["at"] and item["seq"] < high["seq"]
+        ]
+        after = [item for item in order if item["seq"] > high["seq"]]
+        scenario.note(
+            f"normal processed before the high one arrived: {len(before_arrival)}; after it "
+            f"arrived but before it: {len(jumped_by)}; after it: {len(after)}"
+        )
+        scenario.check_that(
+            "it arrived mid-drain (normal ones processed before and after it)",
+            len(before_arrival) >= STARTED_AFTER and len(after) > 0,
+            expected=f">= {STARTED_AFTER} before its arrival, > 0 after it",
+            seen=f"{len(before_arrival)} before, {len(after)} after",
+        )
+        scenario.check_that(
+            "normal messages processed between its arrival and it",
+            len(jumped_by) <= BATCH,
+            expected=f"at most the batch in hand ({BATCH})",
+            seen=len(jumped_by),
+        )
+        scenario.check(
+            "normal messages stored, each once",
+            expected=sorted(normal_ids),
+            seen=sorted(item["id"] for item in order if item["id"] != high_id),
+        )
+        failed = drained.get("failed", [])
         scenario.check_that(
             "the malformed one was left for redelivery",
-            len(drained["failed"]) >= 1,
+            len(failed) >= 1,
             expected="at least 1 failed",
-            seen=drained["failed"][:1],
+            seen=failed[:1],
         )
+    return [*normal_ids, high_id]
 
+
+def malformed_ends_in_dlq(
+    aws: Aws, resources: PriorityQueues, scenario: Scenario, run_id: str, sent: list[str]
+) -> None:
+    sqs = aws.client("sqs")
+    bad_body = _malformed(run_id)
     with scenario.step("The malformed message is redelivered, then lands in the DLQ; nothing lost"):
 
         def drain_and_look() -> dict[str, Any] | None:
@@ -98,39 +156,54 @@ def run(aws: Aws, resources: PriorityQueues, scenario: Scenario) -> None:
         observe.check_nothing_lost(
             scenario,
             aws,
-            sent=len(mine) + 1,  # and the malformed one
-            processed=len(_stored(dynamodb, resources.processed_table, sorted(mine))),
+            sent=len(sent) + 1,  # and the malformed one
+            processed=len(_stored(aws, resources.processed_table, sent)),
             dlq=resources.normal_dlq,
             of_run=lambda message: run_id in message["Body"],
         )
 
+
+def reprioritising_changes_order(
+    aws: Aws, resources: PriorityQueues, scenario: Scenario, run_id: str
+) -> None:
     with scenario.step("DynamoDB queue: re-prioritising items changes the dequeue order"):
         queue = f"{run_id}-order"
         names = ["a", "b", "c", "d"]
         for name in names:
-            items({"action": "enqueue", "queue": queue, "id": name, "priority": 5})
+            _items_call(aws, resources, action="enqueue", queue=queue, id=name, priority=5)
         scenario.note("enqueued a, b, c, d at priority 5 (first in, first out within a priority)")
-        items({"action": "reprioritise", "queue": queue, "id": "d", "priority": 1})
-        items({"action": "reprioritise", "queue": queue, "id": "a", "priority": 9})
+        _items_call(aws, resources, action="reprioritise", queue=queue, id="d", priority=1)
+        _items_call(aws, resources, action="reprioritise", queue=queue, id="a", priority=9)
         scenario.note("re-prioritised d to 1 (sooner) and a to 9 (later)")
         order = []
         for _ in names:
-            got = items({"action": "dequeue", "queue": queue, "worker": "w", "max_items": 1})
-            order += [i["item_id"] for i in got["items"]]
+            got = _items_call(
+                aws, resources, action="dequeue", queue=queue, worker="w", max_items=1
+            )
+            order += [item["item_id"] for item in got["items"]]
         scenario.check("dequeue order", expected=["d", "b", "c", "a"], seen=order)
-        empty = items({"action": "dequeue", "queue": queue, "worker": "w", "max_items": 1})
+        empty = _items_call(aws, resources, action="dequeue", queue=queue, worker="w", max_items=1)
         scenario.check("dequeue on an empty queue", expected=[], seen=empty["items"])
 
+
+def concurrent_dequeuers_never_share(
+    aws: Aws, resources: PriorityQueues, scenario: Scenario, run_id: str
+) -> None:
     with scenario.step(
         f"{DEQUEUERS} concurrent dequeuers on {CONCURRENT_ITEMS} items never share one"
     ):
         queue = f"{run_id}-race"
-        wanted = [f"i{n:02d}" for n in range(CONCURRENT_ITEMS)]
+        wanted = [f"i{number:02d}" for number in range(CONCURRENT_ITEMS)]
         with ThreadPoolExecutor(8) as pool:
             list(
                 pool.map(
-                    lambda n: items(
-                        {"action": "enqueue", "queue": queue, "id": n, "priority": int(n[1:]) % 3}
+                    lambda item_id: _items_call(
+                        aws,
+                        resources,
+                        action="enqueue",
+                        queue=queue,
+                        id=item_id,
+                        priority=int(item_id[1:]) % 3,
                     ),
                     wanted,
                 )
@@ -138,25 +211,27 @@ def run(aws: Aws, resources: PriorityQueues, scenario: Scenario) -> None:
         with ThreadPoolExecutor(DEQUEUERS) as pool:
             results = list(
                 pool.map(
-                    lambda w: items(
-                        {
-                            "action": "dequeue",
-                            "queue": queue,
-                            "worker": f"worker-{w}",
-                            "max_items": CONCURRENT_ITEMS,
-                        }
+                    lambda worker: _items_call(
+                        aws,
+                        resources,
+                        action="dequeue",
+                        queue=queue,
+                        worker=f"worker-{worker}",
+                        max_items=CONCURRENT_ITEMS,
                     ),
                     range(DEQUEUERS),
                 )
             )
-        got = [i["item_id"] for r in results for i in r["items"]]
-        per_worker = {r["worker"]: len(r["items"]) for r in results}
+        got = [item["item_id"] for result in results for item in result["items"]]
+        per_worker = {result["worker"]: len(result["items"]) for result in results}
         scenario.note(
             f"items per dequeuer {per_worker}; claims lost to another dequeuer: "
-            f"{sum(r['conflicts'] for r in results)}"
+            f"{sum(result['conflicts'] for result in results)}"
         )
         scenario.check(
-            "items dequeued twice", expected=[], seen=sorted({i for i in got if got.count(i) > 1})
+            "items dequeued twice",
+            expected=[],
+            seen=sorted({item_id for item_id in got if got.count(item_id) > 1}),
         )
         scenario.check_that(
             "items dequeued",
@@ -164,31 +239,36 @@ def run(aws: Aws, resources: PriorityQueues, scenario: Scenario) -> None:
             expected=f"all {CONCURRENT_ITEMS}",
             seen=len(set(got)),
         )
+        busy = sum(count > 0 for count in per_worker.values())
         scenario.check_that(
             "dequeuers that got items (they ran side by side)",
-            sum(n > 0 for n in per_worker.values()) > 1,
+            busy > 1,
             expected="more than 1",
-            seen=sum(n > 0 for n in per_worker.values()),
+            seen=busy,
         )
-        stored_workers = {
-            r["worker"]: sorted(
-                i["item_id"]
-                for i in _stored_items(dynamodb, resources.items_table, queue, r["items"])
-                if i["worker"] == r["worker"]
-            )
-            for r in results
-        }
+        stored = _stored(aws, resources.items_table, [f"{queue}#{item_id}" for item_id in wanted])
+        stored_workers: dict[str, list[str]] = {}
+        for item in stored:
+            stored_workers.setdefault(item.get("worker", "(none)"), []).append(item["item_id"])
         scenario.check_that(
             "each item's stored worker is the dequeuer that got it",
-            stored_workers
-            == {r["worker"]: sorted(i["item_id"] for i in r["items"]) for r in results},
+            {worker: sorted(ids) for worker, ids in stored_workers.items()}
+            == {
+                result["worker"]: sorted(item["item_id"] for item in result["items"])
+                for result in results
+                if result["items"]
+            },
             expected="the same item sets",
-            seen={w: len(ids) for w, ids in stored_workers.items()},
+            seen={worker: len(ids) for worker, ids in stored_workers.items()},
         )
 
+
+def bad_requests_get_clear_errors(
+    aws: Aws, resources: PriorityQueues, scenario: Scenario, run_id: str
+) -> None:
     with scenario.step("Bad requests get a clear error"):
         queue = f"{run_id}-bad"
-        error, answer = observe.call(
+        _, answer = observe.call(
             aws,
             resources.items_function,
             {"action": "enqueue", "queue": queue, "id": "x", "priority": "urgent"},
@@ -200,9 +280,9 @@ def run(aws: Aws, resources: PriorityQueues, scenario: Scenario) -> None:
             expected="priority must be an integer …",
             seen=answer.get("errorMessage"),
         )
-        items({"action": "enqueue", "queue": queue, "id": "y", "priority": 1})
-        items({"action": "dequeue", "queue": queue, "worker": "w", "max_items": 1})
-        error, answer = observe.call(
+        _items_call(aws, resources, action="enqueue", queue=queue, id="y", priority=1)
+        _items_call(aws, resources, action="dequeue", queue=queue, worker="w", max_items=1)
+        _, answer = observe.call(
             aws,
             resources.items_function,
             {"action": "reprioritise", "queue": queue, "id": "y", "priority": 0},
@@ -215,20 +295,23 @@ def run(aws: Aws, resources: PriorityQueues, scenario: Scenario) -> None:
         scenario.note(answer.get("errorMessage", ""))
 
 
-def _first(processed: list[dict[str, Any]]) -> tuple[str, str] | None:
-    return (processed[0]["id"], processed[0]["priority"]) if processed else None
+def _items_call(aws: Aws, resources: PriorityQueues, **request: Any) -> Any:
+    """One request to the DynamoDB queue's function; an error raises."""
+    return observe.invoke(aws, resources.items_function, request)
 
 
-def _stored(dynamodb: Any, table: str, ids: list[str]) -> list[dict[str, Any]]:
-    found: list[dict[str, Any]] = []
+def _malformed(run_id: str) -> str:
+    return f"not a message {run_id}"
+
+
+def _stored(aws: Aws, table: str, ids: list[str]) -> list[items.Item]:
+    """The items with these ids (plain values), read in batches of 100."""
+    dynamodb = aws.client("dynamodb")
+    found: list[items.Item] = []
     for start in range(0, len(ids), 100):
-        keys = [{"id": {"S": i}} for i in ids[start : start + 100]]
-        found += dynamodb.batch_get_item(RequestItems={table: {"Keys": keys}})["Responses"][table]
+        keys = [items.wire({"id": item_id}) for item_id in ids[start : start + 100]]
+        answer = dynamodb.batch_get_item(
+            RequestItems={table: {"Keys": keys, "ConsistentRead": True}}
+        )
+        found += [items.plain(item) for item in answer["Responses"][table]]
     return found
-
-
-def _stored_items(
-    dynamodb: Any, table: str, queue: str, items: list[dict[str, Any]]
-) -> list[dict[str, str]]:
-    stored = _stored(dynamodb, table, [f"{queue}#{i['item_id']}" for i in items])
-    return [{"item_id": i["item_id"]["S"], "worker": i["worker"]["S"]} for i in stored]

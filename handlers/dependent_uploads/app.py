@@ -14,7 +14,11 @@ Keys: `incoming/<pair_id>/<kind>.json`, kind one of KINDS. Four functions share 
   row then holds every kind, it sends SendTaskSuccess to each waiting token: the partner that
   waited gets {"role": "waited", ...} and this workflow {"role": "completed", ...}, both with
   "files" {kind: key} and "resumed_by" (the kind that arrived last). Otherwise this workflow
-  stays paused until its partner arrives. Environment: TABLE_NAME.
+  stays paused until its partner arrives; the row also keeps when each kind registered
+  (`registered_<kind>`, unix seconds). Environment: TABLE_NAME, and RACE_ALIGN_SECONDS, a
+  test-only hook (unset by default, set by the sandbox's bootstrap): the registration first
+  waits until the wall clock reaches a multiple of that many seconds, so two uploads that
+  arrive together write at the same instant and the race between them is real.
 - `app.process_handler`: {"pair_id", "bucket", "files"} -> {"output_key", "records"}: joins
   the two files into `processed/<pair_id>.json` and marks the pair processed.
   Environment: TABLE_NAME.
@@ -26,6 +30,8 @@ import json
 import logging
 import os
 import re
+import time
+from decimal import Decimal
 from functools import cache
 from typing import Any
 from urllib.parse import unquote_plus
@@ -112,14 +118,32 @@ def identify_handler(event: dict[str, Any], context: Any) -> dict[str, str]:
     return identify(event.get("bucket", ""), event.get("key", ""))
 
 
+def _align_for_race() -> None:
+    """The test-only hook RACE_ALIGN_SECONDS (see the module docstring)."""
+    slot = float(os.environ.get("RACE_ALIGN_SECONDS") or 0)
+    if slot > 0:
+        time.sleep(slot - time.time() % slot)
+
+
 def register_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     upload, token = event["upload"], event["token"]
     kind = upload["kind"]
-    row = _table().update_item(
+    table = _table()  # made first: a cold start's client must not delay the aligned write
+    _align_for_race()
+    # One atomic update: whichever registration comes second sees both files.
+    row = table.update_item(
         Key={"id": upload["pair_id"]},
-        UpdateExpression="SET #file = :key, #token = :token",
-        ExpressionAttributeNames={"#file": f"file_{kind}", "#token": f"token_{kind}"},
-        ExpressionAttributeValues={":key": upload["key"], ":token": token},
+        UpdateExpression="SET #file = :key, #token = :token, #at = :now",
+        ExpressionAttributeNames={
+            "#file": f"file_{kind}",
+            "#token": f"token_{kind}",
+            "#at": f"registered_{kind}",
+        },
+        ExpressionAttributeValues={
+            ":key": upload["key"],
+            ":token": token,
+            ":now": Decimal(str(time.time())),
+        },
         ReturnValues="ALL_NEW",
     )["Attributes"]
     to_send = resumptions(row, kind)

@@ -1,7 +1,9 @@
 """Paginated fan-out: a scheduled Lambda works through a DynamoDB partition one page at a
 time, handing the next page's token to itself through SQS (seed 003, "Asynchronous batch
 processing of indefinite data sizes"), and fans every item's update out to each subscriber
-queue directly, without SNS.
+queue directly, without SNS. The subscribers are paged from SUBSCRIBERS_TABLE (its batch's
+partition, SUBSCRIBER_PAGE_SIZE at a time, until no LastEvaluatedKey), which the
+subscriptions table's update stream keeps (subscribers.py): no fixed list.
 
 Events:
 - page 1, from the schedule rule (its constant input) or a direct invoke: {"batch": str}
@@ -12,21 +14,23 @@ Events:
   by SQS from the same token; a malformed page message ends in the DLQ after
   maxReceiveCount receives.
 Each page: Query Limit=PAGE_SIZE from the token; for each item (in parallel), send
-{batch, id, title} to every subscriber queue, once per item and run (Powertools idempotency
+{batch, id, title} to every subscriber of the batch, once per item and run (Powertools idempotency
 on [batch, run, id], so a retried page skips the items it already sent); then send the next
 token, or write the DONE marker when DynamoDB returns no LastEvaluatedKey.
 An item with fail_once=true fails its page the first time it is ever reached (a marker in
 RUNS_TABLE remembers that it has).
 Environment: FEEDS_TABLE (hash "batch", range "id"), RUNS_TABLE (key "id": records
 page#<batch>#<run>#<n>, item#<batch>#<run>#<id>, done#<batch>#<run>, failed-once#<batch>#<id>),
-IDEMPOTENCY_TABLE (key "id"), PAGES_QUEUE_URL, SUBSCRIBER_QUEUE_URLS (comma-separated),
-PAGE_SIZE, RETRY_DELAY_SECONDS (how soon SQS offers a failed page again).
+IDEMPOTENCY_TABLE (key "id"), PAGES_QUEUE_URL, SUBSCRIBERS_TABLE (hash "batch", range
+"id", with "queue_url"), SUBSCRIBER_PAGE_SIZE, PAGE_SIZE, RETRY_DELAY_SECONDS (how soon
+SQS offers a failed page again).
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from typing import Any
@@ -77,22 +81,47 @@ def _runs() -> Any:
     return _dynamodb().Table(os.environ["RUNS_TABLE"])
 
 
-def fan_out(item: dict[str, Any]) -> dict[str, str]:
-    """Send one item's update to every subscriber queue (the first time only: see
+def subscriber_pages(batch: str) -> Iterator[list[str]]:
+    """The batch's subscriber queue URLs, one DynamoDB page at a time."""
+    query: dict[str, Any] = {
+        "TableName": os.environ["SUBSCRIBERS_TABLE"],
+        "KeyConditionExpression": "#b = :b",
+        "ExpressionAttributeNames": {"#b": "batch"},
+        "ExpressionAttributeValues": {":b": {"S": batch}},
+        "Limit": int(os.environ["SUBSCRIBER_PAGE_SIZE"]),
+        "ConsistentRead": True,
+    }
+    while True:
+        page = _client().query(**query)
+        yield [item["queue_url"]["S"] for item in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return
+        query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def fan_out(item: dict[str, Any]) -> dict[str, Any]:
+    """Send one item's update to every subscriber of its batch (the first time only: see
     `_process_item`). Fails once, before sending, for an item marked fail_once."""
     if item.get("fail_once") and _first_failure(item["batch"], item["id"]):
         raise InjectedFailure(f"item {item['id']} fails its page once (fail_once)")
     update = {"batch": item["batch"], "id": item["id"], "title": item.get("title", "")}
-    for url in os.environ["SUBSCRIBER_QUEUE_URLS"].split(","):
-        _sqs().send_message(QueueUrl=url, MessageBody=json.dumps(update))
+    sent = 0
+    for urls in subscriber_pages(item["batch"]):
+        for url in urls:
+            _sqs().send_message(QueueUrl=url, MessageBody=json.dumps(update))
+            sent += 1
     _client().update_item(
         TableName=os.environ["RUNS_TABLE"],
         Key={"id": {"S": f"item#{item['batch']}#{item['run']}#{item['id']}"}},
-        UpdateExpression="SET #b = :b ADD runs :one",
+        UpdateExpression="SET #b = :b, subscribers = :sent ADD runs :one",
         ExpressionAttributeNames={"#b": "batch"},
-        ExpressionAttributeValues={":b": {"S": item["batch"]}, ":one": {"N": "1"}},
+        ExpressionAttributeValues={
+            ":b": {"S": item["batch"]},
+            ":sent": {"N": str(sent)},
+            ":one": {"N": "1"},
+        },
     )
-    return {"id": item["id"]}
+    return {"id": item["id"], "subscribers": sent}
 
 
 def _first_failure(batch: str, item_id: str) -> bool:

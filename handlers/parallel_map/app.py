@@ -10,7 +10,8 @@ While it works on the item it holds one "in flight" slot of the counter row
 `<run_id>#<lane>` in TABLE_NAME: `inflight` goes up on entry and down on exit, and `peak`
 keeps the highest value `inflight` reached, so the caller can prove the Map never ran more
 items at once than its MaxConcurrency. `done` counts finished items and `finished` lists
-their indexes in the order they finished.
+their indexes in the order they finished; `failed` lists the indexes that raised ItemFailed
+(what the worker did, to compare with the Map's own failure count).
 
 Environment: TABLE_NAME, WORK_SECONDS (how long one item takes, default 0.3).
 """
@@ -89,10 +90,24 @@ def work_seconds(value: Any, default: float) -> float:
     return float(given) if isinstance(given, int | float) and 0 <= given <= 5 else default
 
 
+def record_failure(table: Any, key: str, index: int) -> None:
+    """Append this item's index to the counter row's `failed` list."""
+    table.update_item(
+        Key={"id": key},
+        UpdateExpression="SET failed = list_append(if_not_exists(failed, :none), :me)",
+        ExpressionAttributeValues={":none": [], ":me": [index]},
+    )
+
+
 def handler(event: dict[str, Any], context: Any) -> dict[str, int]:
     value = event.get("value")
     default = float(os.environ.get("WORK_SECONDS", "0.3"))
-    with in_flight(_table(), counter_key(event["run_id"], event["lane"]), event["index"]):
+    key = counter_key(event["run_id"], event["lane"])
+    with in_flight(_table(), key, event["index"]):
         time.sleep(work_seconds(value, default))  # stands in for real work: items overlap
-        result = process(value)
+        try:
+            result = process(value)
+        except ItemFailed:
+            record_failure(_table(), key, event["index"])
+            raise
     return {"index": event["index"], **result}

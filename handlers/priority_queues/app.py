@@ -3,9 +3,11 @@
 `consumer_handler` (priority-queues-consumer), invoked on demand or by a schedule:
   event {"budget": n (default 100)} -> {"processed": [{"id", "priority", "seq"}], "failed": [..]}.
   Before every batch it asks the high queue; it reads the normal queue only when high is
-  empty. Bodies are {"id", "priority": "high"|"normal"}; each processed one is stored in
-  PROCESSED_TABLE with its order and deleted from its queue. A body that is not valid is left
-  on its queue: SQS redelivers it and moves it to the queue's DLQ after maxReceiveCount.
+  empty. Bodies are {"id", "priority": "high"|"normal", "work": seconds (optional, at most
+  1, stands in for the work a message takes)}; each processed one is stored in
+  PROCESSED_TABLE with its order (`seq` in this drain, `at` in ns) and deleted from its
+  queue. A body that is not valid is left on its queue: SQS redelivers it and moves it to
+  the queue's DLQ after maxReceiveCount.
 `items_handler` (priority-queues-items), the DynamoDB queue in ITEMS_TABLE:
   {"action": "enqueue", "queue", "id", "priority"}   -> the item (priority: lower first)
   {"action": "reprioritise", "queue", "id", "priority"} -> the item (only while queued)
@@ -56,6 +58,7 @@ def consumer_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     def handle(message: dict[str, Any]) -> dict[str, Any]:
         nonlocal seq
         body = _parse_message(message["Body"])
+        time.sleep(_work_seconds(body))  # stands in for real work
         seq += 1
         processed_table.put_item(
             Item={"id": body["id"], "priority": message["level"], "seq": seq, "at": time.time_ns()}
@@ -82,6 +85,12 @@ def _parse_message(body: str) -> dict[str, Any]:
     if not isinstance(parsed, dict) or not isinstance(parsed.get("id"), str):
         raise InvalidMessage(f"body has no string id: {body[:60]!r}")
     return parsed
+
+
+def _work_seconds(body: dict[str, Any]) -> float:
+    work = body.get("work")
+    valid = isinstance(work, int | float) and not isinstance(work, bool) and 0 <= work <= 1
+    return float(work) if valid else 0.0
 
 
 # -- the DynamoDB priority queue -----------------------------------------------------

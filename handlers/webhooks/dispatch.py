@@ -4,8 +4,9 @@ Event: an SQS batch from webhooks-outbound (ReportBatchItemFailures); each body 
 {"id": str, "tenant": str, "type": str, "data": any}. For every ACTIVE subscription of the
 tenant whose "events" hold the type (or "*"), a delivery is stored once (its id derives from
 event and subscription, so a redelivered event adds no delivery) with the exact body to
-POST, and a job {"delivery_id", "round": 0} goes to webhooks-deliveries. A body that is not such
-an event fails its record: SQS retries it, then moves it to webhooks-outbound-dlq.
+POST, and a job {"delivery_id", "round": 0, "attempt": 1, "delay": 0} goes to
+webhooks-deliveries. A body that is not such an event fails its record: SQS retries it,
+then moves it to webhooks-outbound-dlq.
 Environment: SUBSCRIPTIONS_TABLE, DELIVERIES_TABLE, DELIVERIES_QUEUE_URL.
 """
 
@@ -114,7 +115,7 @@ def record_handler(record: SQSRecord) -> None:
             logger.info("Delivery already stored", extra={"delivery": job_id})
         _sqs().send_message(
             QueueUrl=os.environ["DELIVERIES_QUEUE_URL"],
-            MessageBody=json.dumps({"delivery_id": job_id, "round": 0}),
+            MessageBody=json.dumps({"delivery_id": job_id, "round": 0, "attempt": 1, "delay": 0}),
         )
         logger.info("Queued delivery", extra={"delivery": job_id, "event_id": event["id"]})
 

@@ -1,8 +1,9 @@
 """Replay a failed delivery (webhooks-replay, behind POST /deliveries/{id}/replay).
 
 The delivery must be FAILED: it moves to PENDING with its round one higher (one conditional
-update, so two replays at once start one round), and a job {"delivery_id", "round"} goes to
-webhooks-deliveries; the worker then POSTs the same body with a fresh signature.
+update, so two replays at once start one round), and a job {"delivery_id", "round",
+"attempt": 1, "delay": 0} goes to webhooks-deliveries; the worker then POSTs the same
+body with a fresh signature.
 202 -> {"delivery_id", "round", "status": "PENDING"}; 404 unknown delivery;
 409 {"error"} when the delivery is not FAILED (e.g. DELIVERED or still PENDING).
 Environment: DELIVERIES_TABLE, DELIVERIES_QUEUE_URL.
@@ -56,7 +57,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     round_ = int(updated["round"])
     boto3.client("sqs").send_message(
         QueueUrl=os.environ["DELIVERIES_QUEUE_URL"],
-        MessageBody=json.dumps({"delivery_id": delivery_id, "round": round_}),
+        MessageBody=json.dumps(
+            {"delivery_id": delivery_id, "round": round_, "attempt": 1, "delay": 0}
+        ),
     )
     logger.info("Replaying delivery", extra={"delivery": delivery_id, "round": round_})
     return respond(202, {"delivery_id": delivery_id, "round": round_, "status": "PENDING"})

@@ -5,8 +5,9 @@
   replayed after the tolerance; several `v1=` entries are accepted (secret rotation).
 - Allowlist: a subscriber URL must use an allowed scheme and name an allowed host, checked at
   registration and again before every delivery.
-- Backoff: full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter"): the wait
-  before retry n is uniform in [0, min(cap, base * 2**n)].
+- Backoff: "equal jitter" (AWS Architecture Blog, "Exponential Backoff And Jitter") in whole
+  seconds, since a retry is re-queued with SQS DelaySeconds: the wait before retry n is
+  ceil(half + uniform(0, half)) with half = min(cap, base * 2**n) / 2, so it is never 0.
 - Inbound bodies: JSON or form posts become a dict; anything else is kept raw and flagged.
 """
 
@@ -16,6 +17,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import random
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -120,11 +122,13 @@ def backoff_ceiling(retry: int, base: float, cap: float) -> float:
     return min(cap, base * 2**retry)
 
 
-def backoff_delays(
-    attempts: int, base: float, cap: float, rand: Callable[[float, float], float] = random.uniform
-) -> list[float]:
-    """Full-jitter waits before attempts 2..`attempts` (none before the first)."""
-    return [rand(0.0, backoff_ceiling(n, base, cap)) for n in range(attempts - 1)]
+def retry_delay(
+    retry: int, base: float, cap: float, rand: Callable[[float, float], float] = random.uniform
+) -> int:
+    """Whole seconds to re-queue retry number `retry` (0 for the first retry) with: equal
+    jitter, at least 1 s, at most the ceiling rounded up (and SQS's 900 s)."""
+    half = backoff_ceiling(retry, base, cap) / 2
+    return min(900, max(1, math.ceil(half + rand(0.0, half))))
 
 
 # -- inbound bodies --------------------------------------------------------------------

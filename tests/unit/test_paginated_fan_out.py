@@ -102,3 +102,71 @@ def simulate(items: int, page_size: int) -> list[int]:
 )
 def test_pages_needed(items: int, sizes: list[int]) -> None:
     assert simulate(items, 10) == sizes
+
+
+# -- subscribers: paged from the table the update stream keeps --------------------------------
+@pytest.fixture
+def pager(monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("SUBSCRIBERS_TABLE", "subscribers")
+    monkeypatch.setenv("SUBSCRIBER_PAGE_SIZE", "2")
+    return load_handler("paginated_fan_out", "app")
+
+
+def test_the_fan_out_pages_through_every_subscriber_of_the_batch(pager: Any) -> None:
+    from botocore.stub import Stubber
+
+    def row(name: str) -> dict[str, Any]:
+        return {"batch": {"S": "b"}, "id": {"S": name}, "queue_url": {"S": f"http://q/{name}"}}
+
+    query = {
+        "TableName": "subscribers",
+        "KeyConditionExpression": "#b = :b",
+        "ExpressionAttributeNames": {"#b": "batch"},
+        "ExpressionAttributeValues": {":b": {"S": "b"}},
+        "Limit": 2,
+        "ConsistentRead": True,
+    }
+    last = {"batch": {"S": "b"}, "id": {"S": "s2"}}
+    with Stubber(pager._client()) as stub:
+        stub.add_response(
+            "query", {"Items": [row("s1"), row("s2")], "LastEvaluatedKey": last}, query
+        )
+        stub.add_response("query", {"Items": [row("s3")]}, {**query, "ExclusiveStartKey": last})
+        assert list(pager.subscriber_pages("b")) == [
+            ["http://q/s1", "http://q/s2"],
+            ["http://q/s3"],
+        ]
+        stub.assert_no_pending_responses()
+
+
+def test_the_stream_handler_puts_new_subscribers_and_deletes_removed_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import (
+        DynamoDBRecord,
+    )
+    from botocore.stub import Stubber
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("SUBSCRIBERS_TABLE", "subscribers")
+    subscribers = load_handler("paginated_fan_out", "subscribers")
+    keys = {"batch": {"S": "b"}, "id": {"S": "q1"}}
+    inserted = DynamoDBRecord(
+        {
+            "eventName": "INSERT",
+            "dynamodb": {"Keys": keys, "NewImage": {**keys, "queue_url": {"S": "http://q/1"}}},
+        }
+    )
+    removed = DynamoDBRecord({"eventName": "REMOVE", "dynamodb": {"Keys": keys}})
+    with Stubber(subscribers._subscribers().meta.client) as stub:
+        plain_key = {"batch": "b", "id": "q1"}  # the resource's client sees plain values
+        stub.add_response(
+            "put_item",
+            {},
+            {"TableName": "subscribers", "Item": {**plain_key, "queue_url": "http://q/1"}},
+        )
+        stub.add_response("delete_item", {}, {"TableName": "subscribers", "Key": plain_key})
+        subscribers.record_handler(inserted)
+        subscribers.record_handler(removed)
+        stub.assert_no_pending_responses()

@@ -110,3 +110,11 @@ def test_a_claim_lost_to_another_dequeuer_moves_on_to_the_next_item() -> None:
     # THEN we get the others, never "a"
     assert [i["id"] for i in claimed] == ["b", "c"]
     assert conflicts == 1
+
+
+def test_a_message_s_work_is_its_own_seconds_within_0_to_1(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    app = load_handler("priority_queues", "app")
+    assert app._work_seconds({"work": 0.1}) == 0.1
+    assert app._work_seconds({}) == 0.0
+    assert [app._work_seconds({"work": w}) for w in (5, -1, "1", True)] == [0.0] * 4

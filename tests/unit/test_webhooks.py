@@ -127,23 +127,28 @@ def test_backoff_ceilings_double_up_to_the_cap() -> None:
     assert [core.backoff_ceiling(n, 0.2, 1.0) for n in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
 
 
-def test_full_jitter_draws_each_wait_between_zero_and_its_ceiling() -> None:
+def test_equal_jitter_draws_each_delay_between_half_and_all_of_its_ceiling() -> None:
     asked: list[tuple[float, float]] = []
 
     def top(low: float, high: float) -> float:
         asked.append((low, high))
         return high
 
-    assert core.backoff_delays(4, 0.2, 1.0, rand=top) == [0.2, 0.4, 0.8]
-    assert asked == [(0.0, 0.2), (0.0, 0.4), (0.0, 0.8)]
-    assert core.backoff_delays(1, 0.2, 1.0) == []  # one attempt: nothing to wait for
+    assert [core.retry_delay(n, 1, 4, rand=top) for n in range(4)] == [1, 2, 4, 4]
+    assert asked == [(0.0, 0.5), (0.0, 1.0), (0.0, 2.0), (0.0, 2.0)]
 
 
-def test_real_jitter_stays_in_range() -> None:
+def test_a_retry_delay_is_whole_seconds_never_zero_and_within_sqs_limit() -> None:
+    bottom = lambda low, high: low  # noqa: E731 - the smallest draw
+    assert core.retry_delay(0, 0.2, 1, rand=bottom) == 1  # half of 0.2 s rounds up to 1 s
+    assert core.retry_delay(20, 1, 10_000, rand=bottom) == 900  # SQS's longest DelaySeconds
+
+
+def test_real_delays_stay_in_range() -> None:
     for _ in range(200):
-        waits = core.backoff_delays(6, 0.2, 1.0)
-        ceilings = [0.2, 0.4, 0.8, 1.0, 1.0]
-        assert all(0 <= w <= c for w, c in zip(waits, ceilings, strict=True))
+        delays = [core.retry_delay(n, 1, 4) for n in range(4)]
+        assert all(isinstance(d, int) for d in delays)
+        assert all(1 <= d <= c for d, c in zip(delays, [1, 2, 4, 4], strict=True))
 
 
 # -- inbound bodies --------------------------------------------------------------------
