@@ -88,7 +88,9 @@ def load(pattern: Pattern, root: Path = ROOT) -> list[Mutant]:
     try:
         document = tomllib.loads(path.read_text())
     except FileNotFoundError:
-        raise MutantFileError(f"{where} does not exist: write at least {MIN_MUTANTS} mutants")
+        raise MutantFileError(
+            f"{where} does not exist: write at least {MIN_MUTANTS} mutants"
+        ) from None
     except tomllib.TOMLDecodeError as error:
         raise MutantFileError(f"{where} is not valid TOML: {error}") from None
     entries = document.get("mutant")
@@ -298,7 +300,10 @@ class Runner:
 
     def _say(self, outcome: Outcome) -> None:
         mutant = outcome.mutant
-        line = f"  {outcome.verdict:<8} {mutant.pattern:<20} {mutant.name:<38} {outcome.seconds:6.1f} s"
+        line = (
+            f"  {outcome.verdict:<8} {mutant.pattern:<20} {mutant.name:<38}"
+            f" {outcome.seconds:6.1f} s"
+        )
         if outcome.detail:
             line += f"  {outcome.detail}"
         with self._lock:

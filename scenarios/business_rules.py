@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from bootstrap.business_rules import BusinessRules
-from sandbox import executions
+from sandbox import executions, items
 from sandbox.aws import Aws
 from sandbox.executions import Execution
 from sandbox.harness import Scenario, unique_name
@@ -37,6 +35,12 @@ REQUESTS = [
     (
         "small",
         {"amount": 50, "category": "books", "customerTier": "standard"},
+        "APPROVED",
+        "default",
+    ),
+    (  # "over 1000" is strict: exactly 1000 is not over it
+        "standard-1000",
+        {"amount": 1000, "category": "books", "customerTier": "standard"},
         "APPROVED",
         "default",
     ),
@@ -77,15 +81,9 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
     dynamodb = aws.client("dynamodb")
     run_id = unique_name("br")
     audited: list[str] = []
-    deserialize = TypeDeserializer().deserialize
 
-    def audit_row(request_id: str) -> dict[str, Any] | None:
-        item = dynamodb.get_item(
-            TableName=resources.audit_table,
-            Key={"requestId": {"S": request_id}},
-            ConsistentRead=True,
-        ).get("Item")
-        return {k: deserialize(v) for k, v in item.items()} if item else None
+    def audit_row(request_id: str) -> items.Item | None:
+        return items.get(aws, resources.audit_table, {"requestId": request_id})
 
     def start_all(cases: dict[str, Any], state_machine: str) -> dict[str, Execution]:
         started = {
@@ -96,17 +94,15 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
         return {case: executions.finish(aws, arn, timeout=60) for case, arn in started.items()}
 
     with scenario.step("The rules live in DynamoDB (seeded by the bootstrap)"):
-        item = dynamodb.get_item(
-            TableName=resources.rules_table, Key={"ruleSet": {"S": "purchase-approval"}}
-        ).get("Item")
+        stored = items.get(aws, resources.rules_table, {"ruleSet": "purchase-approval"})
         scenario.check_that(
             "rule set purchase-approval stored",
-            item is not None,
+            stored is not None,
             expected="an item",
-            seen="an item" if item else None,
+            seen="an item" if stored else None,
         )
-        rule_set = {k: deserialize(v) for k, v in item.items()}
-        scenario.check("version", expected=3, seen=int(rule_set["version"]))
+        rule_set = stored or {}
+        scenario.check("version", expected=3, seen=rule_set["version"])
         scenario.check(
             "rules, in order",
             expected=[
@@ -156,14 +152,13 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
                     row.get("outcome"),
                     row.get("decision"),
                     row.get("ruleId"),
-                    int(row.get("ruleSetVersion", 0)),
+                    row.get("ruleSetVersion"),
                 ),
             )
 
     with scenario.step("Rules are data: a rule set written now decides the next request"):
         strict = f"purchase-approval-strict-{run_id}"
         facts = {"amount": 50, "category": "books", "customerTier": "standard"}
-        serialize = TypeSerializer().serialize
         strict_rules = {
             "ruleSet": strict,
             "version": 1,
@@ -178,9 +173,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             ],
             "default": {"decision": "MANUAL_REVIEW", "reason": "everything else is reviewed"},
         }
-        dynamodb.put_item(
-            TableName=resources.rules_table, Item={k: serialize(v) for k, v in strict_rules.items()}
-        )
+        dynamodb.put_item(TableName=resources.rules_table, Item=items.wire(strict_rules))
         scenario.note(f"put rule set {strict}: amount <= 20 approved, anything else reviewed")
         try:
             execution = start_all(
@@ -188,6 +181,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             )["strict"]
         finally:
             dynamodb.delete_item(TableName=resources.rules_table, Key={"ruleSet": {"S": strict}})
+        scenario.check("status", expected="SUCCEEDED", seen=execution.status)
         scenario.check(
             "the small request seen before as APPROVED is now",
             expected="MANUAL_REVIEW",
@@ -263,19 +257,15 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             )
 
     with scenario.step("Exactly one audit row per request, and nothing else"):
-        rows = _audit_ids(dynamodb, resources.audit_table, run_id)
-        scenario.check("audit rows of this run", expected=sorted(audited), seen=sorted(rows))
-
-
-def _audit_ids(dynamodb: Any, table: str, run_id: str) -> list[str]:
-    """Every audit row whose request id belongs to this run."""
-    ids: list[str] = []
-    for page in dynamodb.get_paginator("scan").paginate(
-        TableName=table,
-        FilterExpression="begins_with(requestId, :run)",
-        ExpressionAttributeValues={":run": {"S": f"{run_id}-"}},
-        ProjectionExpression="requestId",
-        ConsistentRead=True,
-    ):
-        ids.extend(item["requestId"]["S"] for item in page["Items"])
-    return ids
+        rows = items.scan(
+            aws,
+            resources.audit_table,
+            FilterExpression="begins_with(requestId, :run)",
+            ExpressionAttributeValues={":run": {"S": f"{run_id}-"}},
+            ConsistentRead=True,
+        )
+        scenario.check(
+            "audit rows of this run",
+            expected=sorted(audited),
+            seen=sorted(row["requestId"] for row in rows),
+        )

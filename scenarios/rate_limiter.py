@@ -28,7 +28,7 @@ import requests
 from botocore.config import Config
 
 from bootstrap.rate_limiter import RateLimiter
-from sandbox import observe, provision
+from sandbox import items, observe, provision
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
 from sandbox.local_http import Reply, Request, serve
@@ -51,10 +51,8 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
         with ThreadPoolExecutor(max_workers=n) as pool:
             return list(pool.map(lambda _: call(path, client), range(n)))
 
-    def bucket(client: str) -> dict[str, Any]:
-        return dynamodb.get_item(
-            TableName=resources.buckets_table, Key={"id": {"S": client}}, ConsistentRead=True
-        )["Item"]
+    def bucket(client: str) -> items.Item:
+        return items.get(aws, resources.buckets_table, {"id": client}) or {}
 
     with scenario.step("Bad input gets 400 with the reason"):
         missing = call("/bucket", None)
@@ -104,9 +102,29 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
         scenario.check(
             "remaining after the refilled call", expected=0, seen=passed.json()["remaining"]
         )
-        tokens = float(bucket(client)["tokens"]["N"])
+        tokens = bucket(client)["tokens"]
         scenario.check_that(
             "stored tokens", 0 <= tokens < 1, expected="0 <= tokens < 1", seen=tokens
+        )
+
+    with scenario.step("A bucket idle for a minute holds its burst, no more"):
+        client = f"{run_id}-idle"
+        dynamodb.put_item(
+            TableName=resources.buckets_table,
+            Item=items.wire(
+                {
+                    "id": client,
+                    "tokens": 0,
+                    "updated_ms": int(time.time() * 1000) - 60_000,
+                    "version": 0,
+                }
+            ),
+        )
+        answers = [call("/bucket", client) for _ in range(resources.bucket_capacity + 2)]
+        scenario.check(
+            f"status codes of {resources.bucket_capacity + 2} calls in a row",
+            expected=[200] * resources.bucket_capacity + [429, 429],
+            seen=[answer.status_code for answer in answers],
         )
 
     with scenario.step(
@@ -115,22 +133,22 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
         client = f"{run_id}-b"
         dynamodb.put_item(
             TableName=resources.buckets_table,
-            Item={
-                "id": {"S": client},
-                "tokens": {"N": "5"},
-                "capacity": {"N": "5"},
-                "refill_per_s": {"N": "0"},  # no refill: only the 5 tokens exist
-                "updated_ms": {"N": str(int(time.time() * 1000))},
-                "version": {"N": "0"},
-            },
+            Item=items.wire(
+                {
+                    "id": client,
+                    "tokens": 5,
+                    "capacity": 5,
+                    "refill_per_s": 0,  # no refill: only the 5 tokens exist
+                    "updated_ms": int(time.time() * 1000),
+                    "version": 0,
+                }
+            ),
         )
         codes = Counter(a.status_code for a in burst("/bucket", client, 20))
         scenario.check("answers", expected={200: 5, 429: 15}, seen=dict(codes))
         row = bucket(client)
-        scenario.check("tokens left", expected=0.0, seen=float(row["tokens"]["N"]))
-        scenario.check(
-            "conditional writes that succeeded", expected=5, seen=int(row["version"]["N"])
-        )
+        scenario.check("tokens left", expected=0.0, seen=row["tokens"])
+        scenario.check("conditional writes that succeeded", expected=5, seen=row["version"])
 
     with scenario.step(
         f"Fixed window ({resources.window_limit} per {resources.window_seconds} s)"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import Counter
 from typing import Any
 
 from bootstrap.retry_backoff import RetryBackoff
@@ -35,9 +36,26 @@ TIMER_SLACK = 0.01
 SFN_ALLOWANCE = 0.75
 
 
-def downstream() -> Any:
+class Downstream:
+    """The stand-in downstream's own account: how many calls it answered 200, by path."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.succeeded: Counter[str] = Counter()
+
+    def served(self, paths: list[str]) -> int:
+        with self.lock:
+            return sum(self.succeeded[path] for path in paths)
+
+
+def downstream(account: Downstream) -> Any:
     counts: dict[str, int] = {}
     lock = threading.Lock()
+
+    def succeed(path: str) -> Reply:
+        with account.lock:
+            account.succeeded[path] += 1
+        return Reply(200, b'{"ok": true}')
 
     def respond(request: Request) -> Reply:
         path = request.path.split("?", 1)[0]
@@ -46,23 +64,30 @@ def downstream() -> Any:
             seen = counts[path]
         behaviour = path.strip("/").split("/", 1)[0]
         if behaviour == "ok":
-            return Reply(200, b'{"ok": true}')
+            return succeed(path)
         if behaviour == "reject":
             return Reply(400, b'{"error": "bad request"}')
         flaky = re.fullmatch(r"flaky(\d+)", behaviour)
         if flaky and seen > int(flaky.group(1)):
-            return Reply(200, b'{"ok": true}')
+            return succeed(path)
         return Reply(429, b'{"error": "slow down"}')
 
     return serve(respond)
 
 
 def run(aws: Aws, resources: RetryBackoff, scenario: Scenario) -> None:
-    with downstream() as server:
-        _run(aws, resources, scenario, server)
+    account = Downstream()
+    with downstream(account) as server:
+        _run(aws, resources, scenario, server, account)
 
 
-def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> None:
+def _run(
+    aws: Aws,
+    resources: RetryBackoff,
+    scenario: Scenario,
+    server: LocalServer,
+    account: Downstream,
+) -> None:
     sqs = aws.client("sqs")
     run_id = unique_name("retry")
 
@@ -70,20 +95,20 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
         return f"/{behaviour}/{run_id}-{name}"
 
     with scenario.step("Client: a non-retryable error makes exactly one call"):
-        p = path("reject", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        url_path = path("reject", "client")
+        error, answer = observe.call(aws, resources.client_function, {"url": server.url + url_path})
         scenario.check("error type", expected="DownstreamRejected", seen=answer.get("errorType"))
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(url_path)))
 
     with scenario.step(
         f"Client: a throttled call is retried up to {resources.max_attempts} calls, then gives up; "
         f"gaps within the cap ({resources.max_delay} s)"
     ):
-        p = path("throttle", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        url_path = path("throttle", "client")
+        error, answer = observe.call(aws, resources.client_function, {"url": server.url + url_path})
         scenario.check("error type", expected="DownstreamThrottled", seen=answer.get("errorType"))
         scenario.note(answer.get("errorMessage", ""))
-        calls = server.to(p)
+        calls = server.to(url_path)
         scenario.check("calls the downstream saw", expected=resources.max_attempts, seen=len(calls))
         gaps = _gaps([c.at for c in calls])
         ceilings = [min(resources.max_delay, resources.base_delay * 2**i) for i in range(len(gaps))]
@@ -116,13 +141,19 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             expected=f"0 <= delay <= {ceilings}, not all 0",
             seen=delays,
         )
+        scenario.check_that(
+            "the delays are drawn (jitter), not each attempt's ceiling",
+            any(delay < ceiling - 0.001 for delay, ceiling in zip(delays, ceilings, strict=False)),
+            expected=f"some delay below its ceiling {ceilings}",
+            seen=delays,
+        )
 
     with scenario.step("Client: a call throttled twice succeeds on the third"):
-        p = path("flaky2", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        url_path = path("flaky2", "client")
+        error, answer = observe.call(aws, resources.client_function, {"url": server.url + url_path})
         scenario.check("error", expected=None, seen=error)
         scenario.check("statuses", expected=[429, 429, 200], seen=answer["statuses"])
-        scenario.check("calls the downstream saw", expected=3, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=3, seen=len(server.to(url_path)))
 
     with scenario.step(
         f"SQS redelivery: throttled until maxReceiveCount ({resources.max_receive_count}), then DLQ"
@@ -132,7 +163,9 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             "throttle": path("throttle", "sqs"),
             "reject": path("reject", "sqs"),
         }
-        bodies = {name: json.dumps({"url": server.url + p}) for name, p in paths.items()}
+        bodies = {
+            name: json.dumps({"url": server.url + url_path}) for name, url_path in paths.items()
+        }
         bodies["malformed"] = f"not json {run_id}"
         sqs.send_message_batch(
             QueueUrl=resources.queue.url,
@@ -158,7 +191,7 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             waiting_for="the queue to be empty",
         )
         scenario.check("messages left in the queue", expected=0, seen=left)
-        calls_per_message = {name: len(server.to(p)) for name, p in paths.items()}
+        calls_per_message = {name: len(server.to(url_path)) for name, url_path in paths.items()}
         scenario.check(
             "calls per message",
             expected={"flaky1": 2, "throttle": resources.max_receive_count, "reject": 1},
@@ -189,23 +222,25 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             expected=[],
             seen=[r.path for r in server.requests if bodies["malformed"] in r.body.decode()],
         )
-        processed = (
-            1 if calls_per_message["flaky1"] == 2 else 0
-        )  # the stand-in answers its 2nd call 200
-        scenario.check(
-            "messages in = processed + DLQ", expected=len(bodies), seen=processed + len(dead)
+        processed = account.served(list(paths.values()))
+        scenario.check_that(
+            "nothing lost",
+            len(bodies) == processed + len(taken),
+            expected=f"{len(bodies)} in = processed + dead-lettered",
+            seen=f"{len(bodies)} in; {processed} answered 200 by the downstream + "
+            f"{len(taken)} taken from {resources.dlq.name}",
         )
 
     with scenario.step(
         f"Step Functions: Retry (BackoffRate, MaxDelaySeconds {resources.sfn_max_delay}, "
         "JitterStrategy FULL) then the Catch"
     ):
-        p = path("throttle", "sfn")
+        url_path = path("throttle", "sfn")
         per_task = 2
         done = executions.run(
             aws,
             resources.state_machine_arn,
-            {"url": server.url + p, "max_attempts": per_task},
+            {"url": server.url + url_path, "max_attempts": per_task},
             timeout=60,
         )
         scenario.check("execution", expected="FAILED", seen=done.status)
@@ -215,7 +250,7 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             "task attempts in the history", expected=tries, seen=done.count("TaskScheduled")
         )
         scenario.check(
-            "calls the downstream saw", expected=tries * per_task, seen=len(server.to(p))
+            "calls the downstream saw", expected=tries * per_task, seen=len(server.to(url_path))
         )
         failed_at = [e["timestamp"] for e in done.events if e["type"] == "TaskFailed"]
         scheduled_at = [e["timestamp"] for e in done.events if e["type"] == "TaskScheduled"]
@@ -255,21 +290,25 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
     with scenario.step(
         "Step Functions: a rejected call is caught after one call; a healthy one succeeds"
     ):
-        p = path("reject", "sfn")
-        done = executions.run(aws, resources.state_machine_arn, {"url": server.url + p}, timeout=60)
+        url_path = path("reject", "sfn")
+        done = executions.run(
+            aws, resources.state_machine_arn, {"url": server.url + url_path}, timeout=60
+        )
         scenario.check("execution", expected="FAILED", seen=done.status)
         scenario.check("task attempts", expected=1, seen=done.count("TaskScheduled"))
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(url_path)))
         scenario.check(
             "states entered",
             expected=["CallDownstream", "RecordFailure", "GaveUp"],
             seen=done.entered,
         )
-        p = path("ok", "sfn")
-        done = executions.run(aws, resources.state_machine_arn, {"url": server.url + p}, timeout=60)
+        url_path = path("ok", "sfn")
+        done = executions.run(
+            aws, resources.state_machine_arn, {"url": server.url + url_path}, timeout=60
+        )
         scenario.check("execution", expected="SUCCEEDED", seen=done.status)
         scenario.check("states entered", expected=["CallDownstream", "Done"], seen=done.entered)
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(url_path)))
 
 
 def _reported_delays(message: str) -> list[float]:
