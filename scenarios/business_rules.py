@@ -2,8 +2,9 @@
 row per request.
 
 1. The seeded rule set is in the rules table.
-2. Six requests (started together) each get the decision their rules give: the execution's
-   output, the path it took through the workflow, and its audit row all agree.
+2. Seven requests (started together, one exactly at a limit) each get the decision their
+   rules give: the execution's output, the path it took through the workflow, and its audit
+   row all agree.
 3. Rules are data: a rule set written now decides the next request, no deploy.
 4. Bad input (no rule set named, a fact of the wrong type, an unknown rule set, a body that
    is not an object) fails in a named state; the history shows the Catch that fired, and the

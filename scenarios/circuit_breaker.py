@@ -46,13 +46,13 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
         return [line for line in found if line.startswith("REPORT RequestId:")]
 
     with scenario.step("The circuit starts closed"):
-        state = await_value(
+        await_value(
             circuit,
-            until=lambda c: c.get("state") == "CLOSED",
+            until=lambda state: state.get("state") == "CLOSED",
             timeout=resources.open_seconds + 20,
             waiting_for="the circuit to be closed",
         )
-        scenario.check("circuit", expected="CLOSED", seen=state["state"])
+        scenario.note("the circuit is CLOSED (an earlier run's circuit has expired)")
 
     with scenario.step(
         "A malformed request fails in 'Request Rejected' and leaves the circuit closed"
@@ -135,13 +135,13 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
         scenario.check("REPORT lines in the service's log group", expected=baseline, seen=lines)
 
     with scenario.step(f"After the expiry ({resources.open_seconds} s) calls go through again"):
-        state = await_value(
+        await_value(
             circuit,
-            until=lambda c: c.get("state") == "CLOSED",
+            until=lambda state: state.get("state") == "CLOSED",
             timeout=resources.open_seconds + 20,
             waiting_for="the circuit to expire",
         )
-        scenario.check("circuit", expected="CLOSED", seen=state["state"])
+        scenario.note("the circuit is CLOSED again")
         healed = f"{run_id}-healed"
         done = executions.run(aws, resources.state_machine, {"caller": healed, "request": {"n": 2}})
         scenario.note(f"entered: {' → '.join(done.entered)}")

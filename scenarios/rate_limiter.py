@@ -3,7 +3,8 @@ buffer keeps a downstream within its cap.
 
 1. Bad input: no or a malformed X-Client-Id gets 400 saying why.
 2. Token bucket, burst 3: three calls in a row pass, the 4th gets 429 with Retry-After.
-3. After the refill a call passes again (with nothing left over).
+3. After the refill a call passes again (with nothing left over); a bucket idle for a
+   minute holds its burst, no more.
 4. 20 concurrent calls on a bucket holding 5 tokens (no refill): exactly 5 pass, the bucket
    ends at 0, written exactly 5 times.
 5. Fixed window: 20 concurrent calls; in every window, passes = min(limit, calls); a caller
