@@ -118,6 +118,7 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
 
     with scenario.step("The next run fails fast in 'Circuit Open' without invoking the service"):
         blocked = f"{run_id}-blocked"
+        scenario.check("circuit as the run starts", expected="OPEN", seen=circuit()["state"])
         done = executions.run(
             aws, resources.state_machine, {"caller": blocked, "request": {"n": 1}}
         )
