@@ -15,13 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bootstrap.circuit_breaker import CircuitBreaker
-from sandbox import executions, observe
+from sandbox import executions, items, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
 def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
-    dynamodb = aws.client("dynamodb")
     run_id = unique_name("cb")
     group = f"/aws/lambda/{resources.service_function}"
 
@@ -33,12 +32,10 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
         return answer
 
     def calls(caller: str) -> dict[str, Any]:
-        item = dynamodb.get_item(
-            TableName=resources.calls_table, Key={"caller": {"S": caller}}, ConsistentRead=True
-        ).get("Item", {})
+        item = items.get(aws, resources.calls_table, {"caller": caller}) or {}
         return {
-            "calls": int(item["calls"]["N"]) if item else 0,
-            "requestIds": sorted(item["requestIds"]["SS"]) if item else [],
+            "calls": item.get("calls", 0),
+            "requestIds": sorted(item.get("requestIds", [])),
         }
 
     def report_lines() -> list[str]:

@@ -158,7 +158,7 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
                 }
             ),
         )
-        codes = Counter(a.status_code for a in burst("/bucket", client, 20))
+        codes = Counter(answer.status_code for answer in burst("/bucket", client, 20))
         scenario.check("answers", expected={200: 5, 429: 15}, seen=dict(codes))
         row = bucket(client)
         scenario.check("tokens left", expected=0.0, seen=row["tokens"])
@@ -193,7 +193,8 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
         assert last_refused is not None  # the check above stops the scenario otherwise
         later = await_value(
             lambda: call("/window", client),
-            until=lambda a: a.status_code == 200 and a.json()["window_start_ms"] > last_refused,
+            until=lambda answer: answer.status_code == 200
+            and answer.json()["window_start_ms"] > last_refused,
             interval=0.25,
             timeout=15,
             waiting_for="a call to pass in the next window",
@@ -226,17 +227,19 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
                 expected={"MaximumConcurrency": 2},
                 seen=mapping.get("ScalingConfig"),
             )
-            jobs = [{"job": f"{run_id}-job-{i}"} for i in range(10)]
+            jobs = [{"job": f"{run_id}-job-{number}"} for number in range(10)]
             poison: dict[str, Any] = {"job": f"{run_id}-poison", "poison": True}
             with ThreadPoolExecutor(max_workers=11) as pool:
                 posted = list(
                     pool.map(
-                        lambda j: requests.post(f"{resources.api.url}/jobs", json=j, timeout=10),
+                        lambda job: requests.post(
+                            f"{resources.api.url}/jobs", json=job, timeout=10
+                        ),
                         [*jobs, poison],
                     )
                 )
             scenario.check(
-                "jobs buffered", expected=[202] * 11, seen=[p.status_code for p in posted]
+                "jobs buffered", expected=[202] * 11, seen=[answer.status_code for answer in posted]
             )
             await_value(
                 lambda: downstream.accepted(run_id),
@@ -254,7 +257,7 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
             )
             accepted = downstream.accepted(run_id)
             scenario.check(
-                "each job delivered once", expected={j["job"]: 1 for j in jobs}, seen=accepted
+                "each job delivered once", expected={job["job"]: 1 for job in jobs}, seen=accepted
             )
             scenario.check_that(
                 "the refused job was tried more than once",
@@ -289,7 +292,7 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
                 region_name=aws.region,
                 config=Config(retries={"total_max_attempts": 1}, read_timeout=30),
             )
-            direct = [f"{run_id}-direct-{i}" for i in range(8)]
+            direct = [f"{run_id}-direct-{number}" for number in range(8)]
             throttles = Counter[str]()
 
             def invoke(job: str) -> None:
@@ -313,7 +316,7 @@ def run(aws: Aws, resources: RateLimiter, scenario: Scenario) -> None:
             )
             accepted = downstream.accepted(f"{run_id}-direct")
             scenario.check(
-                "each job delivered once", expected={j: 1 for j in direct}, seen=accepted
+                "each job delivered once", expected=dict.fromkeys(direct, 1), seen=accepted
             )
             scenario.check(
                 "most calls the downstream had at once",

@@ -110,8 +110,11 @@ def _run(
         scenario.note(answer.get("errorMessage", ""))
         calls = server.to(url_path)
         scenario.check("calls the downstream saw", expected=resources.max_attempts, seen=len(calls))
-        gaps = _gaps([c.at for c in calls])
-        ceilings = [min(resources.max_delay, resources.base_delay * 2**i) for i in range(len(gaps))]
+        gaps = _gaps([request.at for request in calls])
+        ceilings = [
+            min(resources.max_delay, resources.base_delay * 2**attempt)
+            for attempt in range(len(gaps))
+        ]
         scenario.note(f"gaps between calls (s): {gaps}; ceilings: {ceilings}")
         scenario.check_that(
             "largest gap",
@@ -121,8 +124,8 @@ def _run(
         )
         scenario.check_that(
             "each gap within its attempt's ceiling min(cap, base * 2^n)",
-            all(g <= c + CALL_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
-            expected=[round(c + CALL_ALLOWANCE, 3) for c in ceilings],
+            all(gap <= top + CALL_ALLOWANCE for gap, top in zip(gaps, ceilings, strict=True)),
+            expected=[round(top + CALL_ALLOWANCE, 3) for top in ceilings],
             seen=gaps,
         )
         # Lower bounds, so a retry loop that does not wait fails: the handler names the delay
@@ -131,13 +134,14 @@ def _run(
         scenario.check_that(
             "each gap at least the delay the handler drew for it",
             len(delays) == len(gaps)
-            and all(g >= d - TIMER_SLACK for g, d in zip(gaps, delays, strict=True)),
+            and all(gap >= delay - TIMER_SLACK for gap, delay in zip(gaps, delays, strict=True)),
             expected=f">= {delays}",
             seen=gaps,
         )
         scenario.check_that(
             "the drawn delays wait at all, each within its ceiling (full jitter)",
-            sum(delays) > 0 and all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True)),
+            sum(delays) > 0
+            and all(0 <= delay <= top for delay, top in zip(delays, ceilings, strict=True)),
             expected=f"0 <= delay <= {ceilings}, not all 0",
             seen=delays,
         )
@@ -176,12 +180,12 @@ def _run(
         taken = observe.collect(
             aws,
             resources.dlq.url,
-            lambda m: m["Body"] in dead_bodies,
+            lambda message: message["Body"] in dead_bodies,
             len(dead_bodies),
             timeout=45,
             waiting_for="messages in the DLQ",
         )
-        dead = {m["Body"]: m for m in taken}
+        dead = {message["Body"]: message for message in taken}
         scenario.check("DLQ entries, once each", expected=len(dead_bodies), seen=len(taken))
         # The message throttled once may still be waiting for its second delivery.
         await_value(
@@ -196,9 +200,10 @@ def _run(
             expected={"flaky1": 2, "throttle": resources.max_receive_count, "reject": 1},
             seen=calls_per_message,
         )
+        throttled_at = [request.at for request in server.to(paths["throttle"])]
         scenario.note(
             "gaps between the throttled message's deliveries (s): "
-            f"{_gaps([c.at for c in server.to(paths['throttle'])])} (a jittered visibility "
+            f"{_gaps(throttled_at)} (a jittered visibility "
             f"timeout of 0..{resources.visibility_cap} s, plus the mapping's poll interval)"
         )
         reasons = {
@@ -219,7 +224,11 @@ def _run(
         scenario.check(
             "calls carrying the malformed body",
             expected=[],
-            seen=[r.path for r in server.requests if bodies["malformed"] in r.body.decode()],
+            seen=[
+                request.path
+                for request in server.requests
+                if bodies["malformed"] in request.body.decode()
+            ],
         )
         processed = account.served(list(paths.values()))
         scenario.check_that(
@@ -251,8 +260,10 @@ def _run(
         scenario.check(
             "calls the downstream saw", expected=tries * per_task, seen=len(server.to(url_path))
         )
-        failed_at = [e["timestamp"] for e in done.events if e["type"] == "TaskFailed"]
-        scheduled_at = [e["timestamp"] for e in done.events if e["type"] == "TaskScheduled"]
+        failed_at = [event["timestamp"] for event in done.events if event["type"] == "TaskFailed"]
+        scheduled_at = [
+            event["timestamp"] for event in done.events if event["type"] == "TaskScheduled"
+        ]
         gaps = [
             round((nxt - fail).total_seconds(), 3)
             for fail, nxt in zip(failed_at, scheduled_at[1:], strict=False)
@@ -266,11 +277,11 @@ def _run(
             f" {resources.sfn_max_delay} + {SFN_ALLOWANCE}",
             seen=gaps,
         )
-        ceilings = [min(resources.sfn_max_delay, 1 * 2**n) for n in range(len(gaps))]
+        ceilings = [min(resources.sfn_max_delay, 1 * 2**attempt) for attempt in range(len(gaps))]
         scenario.check_that(
             "each gap within min(MaxDelaySeconds, IntervalSeconds * BackoffRate^n)",
-            all(g <= c + SFN_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
-            expected=[c + SFN_ALLOWANCE for c in ceilings],
+            all(gap <= top + SFN_ALLOWANCE for gap, top in zip(gaps, ceilings, strict=True)),
+            expected=[top + SFN_ALLOWANCE for top in ceilings],
             seen=gaps,
         )
         scenario.check_that(
@@ -313,8 +324,8 @@ def _run(
 def _reported_delays(message: str) -> list[float]:
     """The delays in the client's give-up message: "... delays [0.12, 0.3, ...])"."""
     found = re.search(r"delays \[([^\]]*)\]", message)
-    return [float(d) for d in found.group(1).split(",") if d.strip()] if found else []
+    return [float(delay) for delay in found.group(1).split(",") if delay.strip()] if found else []
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    return [round(later - earlier, 3) for earlier, later in zip(times, times[1:], strict=False)]

@@ -147,7 +147,7 @@ def run(aws: Aws, resources: StorageFirst, scenario: Scenario) -> None:
             accepted += ids
             await_value(
                 lambda: observe.depth(aws, resources.queue.url),
-                until=lambda n: n >= 4,
+                until=lambda depth: depth >= 4,
                 timeout=10,
                 waiting_for="4 messages in the queue",
             )
@@ -168,7 +168,7 @@ def run(aws: Aws, resources: StorageFirst, scenario: Scenario) -> None:
             scenario.check("orders processed", expected=sorted(ids), seen=sorted(done))
             await_value(
                 lambda: observe.depth(aws, resources.queue.url),
-                until=lambda n: n == 0,
+                until=lambda depth: depth == 0,
                 timeout=20,
                 waiting_for="the queue to be empty",
             )
@@ -260,7 +260,9 @@ def run(aws: Aws, resources: StorageFirst, scenario: Scenario) -> None:
                 waiting_for="the inbox item's stream record",
             )
             record = await_value(
-                lambda: observe.take(aws, resources.dlq.url, lambda m: _covers(m, sequence)),
+                lambda: observe.take(
+                    aws, resources.dlq.url, lambda message: _covers(message, sequence)
+                ),
                 timeout=40,
                 waiting_for="the stream mapping's on-failure record in the DLQ",
             )
@@ -281,7 +283,9 @@ def run(aws: Aws, resources: StorageFirst, scenario: Scenario) -> None:
             )
             _set_broken(lambda_, resources.consumer, False)
             stale = 0
-            while observe.take(aws, resources.dlq.url, lambda m: "DDBStreamBatchInfo" in m["Body"]):
+            while observe.take(
+                aws, resources.dlq.url, lambda message: "DDBStreamBatchInfo" in message["Body"]
+            ):
                 stale += 1
             scenario.note(f"removed {stale} other on-failure record(s) from the DLQ")
 
