@@ -20,6 +20,7 @@ import json
 import re
 import threading
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from bootstrap.retry_backoff import RetryBackoff
@@ -78,37 +79,54 @@ def downstream(account: Downstream) -> Any:
 def run(aws: Aws, resources: RetryBackoff, scenario: Scenario) -> None:
     account = Downstream()
     with downstream(account) as server:
-        _run(aws, resources, scenario, server, account)
+        stand = Stand(server, account, unique_name("retry"))
+        check_client_rejected(aws, resources, scenario, stand)
+        check_client_gives_up(aws, resources, scenario, stand)
+        check_client_recovers(aws, resources, scenario, stand)
+        check_sqs_redelivery(aws, resources, scenario, stand)
+        check_workflow_gives_up(aws, resources, scenario, stand)
+        check_workflow_rejected_and_healthy(aws, resources, scenario, stand)
 
 
-def _run(
-    aws: Aws,
-    resources: RetryBackoff,
-    scenario: Scenario,
-    server: LocalServer,
-    account: Downstream,
+@dataclass(frozen=True)
+class Stand:
+    """The stand-in downstream as this run uses it: its server, its account of successes,
+    and paths of its own (`/<behaviour>/<run id>-<name>`)."""
+
+    server: LocalServer
+    account: Downstream
+    run_id: str
+
+    def path(self, behaviour: str, name: str) -> str:
+        return f"/{behaviour}/{self.run_id}-{name}"
+
+
+def check_client_rejected(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
 ) -> None:
-    sqs = aws.client("sqs")
-    run_id = unique_name("retry")
-
-    def path(behaviour: str, name: str) -> str:
-        return f"/{behaviour}/{run_id}-{name}"
-
     with scenario.step("Client: a non-retryable error makes exactly one call"):
-        url_path = path("reject", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + url_path})
+        url_path = stand.path("reject", "client")
+        error, answer = observe.call(
+            aws, resources.client_function, {"url": stand.server.url + url_path}
+        )
         scenario.check("error type", expected="DownstreamRejected", seen=answer.get("errorType"))
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(url_path)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(stand.server.to(url_path)))
 
+
+def check_client_gives_up(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         f"Client: a throttled call is retried up to {resources.max_attempts} calls, then gives up; "
         f"gaps within the cap ({resources.max_delay} s)"
     ):
-        url_path = path("throttle", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + url_path})
+        url_path = stand.path("throttle", "client")
+        error, answer = observe.call(
+            aws, resources.client_function, {"url": stand.server.url + url_path}
+        )
         scenario.check("error type", expected="DownstreamThrottled", seen=answer.get("errorType"))
         scenario.note(answer.get("errorMessage", ""))
-        calls = server.to(url_path)
+        calls = stand.server.to(url_path)
         scenario.check("calls the downstream saw", expected=resources.max_attempts, seen=len(calls))
         gaps = _gaps([request.at for request in calls])
         ceilings = [
@@ -152,26 +170,37 @@ def _run(
             seen=delays,
         )
 
+
+def check_client_recovers(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step("Client: a call throttled twice succeeds on the third"):
-        url_path = path("flaky2", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + url_path})
+        url_path = stand.path("flaky2", "client")
+        error, answer = observe.call(
+            aws, resources.client_function, {"url": stand.server.url + url_path}
+        )
         scenario.check("error", expected=None, seen=error)
         scenario.check("statuses", expected=[429, 429, 200], seen=answer["statuses"])
-        scenario.check("calls the downstream saw", expected=3, seen=len(server.to(url_path)))
+        scenario.check("calls the downstream saw", expected=3, seen=len(stand.server.to(url_path)))
 
+
+def check_sqs_redelivery(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         f"SQS redelivery: throttled until maxReceiveCount ({resources.max_receive_count}), then DLQ"
     ):
         paths = {
-            "flaky1": path("flaky1", "sqs"),
-            "throttle": path("throttle", "sqs"),
-            "reject": path("reject", "sqs"),
+            "flaky1": stand.path("flaky1", "sqs"),
+            "throttle": stand.path("throttle", "sqs"),
+            "reject": stand.path("reject", "sqs"),
         }
         bodies = {
-            name: json.dumps({"url": server.url + url_path}) for name, url_path in paths.items()
+            name: json.dumps({"url": stand.server.url + url_path})
+            for name, url_path in paths.items()
         }
-        bodies["malformed"] = f"not json {run_id}"
-        sqs.send_message_batch(
+        bodies["malformed"] = f"not json {stand.run_id}"
+        aws.client("sqs").send_message_batch(
             QueueUrl=resources.queue.url,
             Entries=[{"Id": name, "MessageBody": body} for name, body in bodies.items()],
         )
@@ -194,13 +223,15 @@ def _run(
             timeout=15,
             waiting_for="the queue to be empty",
         )
-        calls_per_message = {name: len(server.to(url_path)) for name, url_path in paths.items()}
+        calls_per_message = {
+            name: len(stand.server.to(url_path)) for name, url_path in paths.items()
+        }
         scenario.check(
             "calls per message",
             expected={"flaky1": 2, "throttle": resources.max_receive_count, "reject": 1},
             seen=calls_per_message,
         )
-        throttled_at = [request.at for request in server.to(paths["throttle"])]
+        throttled_at = [request.at for request in stand.server.to(paths["throttle"])]
         scenario.note(
             "gaps between the throttled message's deliveries (s): "
             f"{_gaps(throttled_at)} (a jittered visibility "
@@ -226,11 +257,11 @@ def _run(
             expected=[],
             seen=[
                 request.path
-                for request in server.requests
+                for request in stand.server.requests
                 if bodies["malformed"] in request.body.decode()
             ],
         )
-        processed = account.served(list(paths.values()))
+        processed = stand.account.served(list(paths.values()))
         scenario.check_that(
             "nothing lost",
             len(bodies) == processed + len(taken),
@@ -239,16 +270,20 @@ def _run(
             f"{len(taken)} taken from {resources.dlq.name}",
         )
 
+
+def check_workflow_gives_up(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         f"Step Functions: Retry (BackoffRate, MaxDelaySeconds {resources.sfn_max_delay}, "
         "JitterStrategy FULL) then the Catch"
     ):
-        url_path = path("throttle", "sfn")
+        url_path = stand.path("throttle", "sfn")
         per_task = 2
         done = executions.run(
             aws,
             resources.state_machine_arn,
-            {"url": server.url + url_path, "max_attempts": per_task},
+            {"url": stand.server.url + url_path, "max_attempts": per_task},
             timeout=60,
         )
         scenario.check("execution", expected="FAILED", seen=done.status)
@@ -258,7 +293,9 @@ def _run(
             "task attempts in the history", expected=tries, seen=done.count("TaskScheduled")
         )
         scenario.check(
-            "calls the downstream saw", expected=tries * per_task, seen=len(server.to(url_path))
+            "calls the downstream saw",
+            expected=tries * per_task,
+            seen=len(stand.server.to(url_path)),
         )
         failed_at = [event["timestamp"] for event in done.events if event["type"] == "TaskFailed"]
         scheduled_at = [
@@ -297,28 +334,32 @@ def _run(
             seen=(done.cause or "")[:160],
         )
 
+
+def check_workflow_rejected_and_healthy(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         "Step Functions: a rejected call is caught after one call; a healthy one succeeds"
     ):
-        url_path = path("reject", "sfn")
+        url_path = stand.path("reject", "sfn")
         done = executions.run(
-            aws, resources.state_machine_arn, {"url": server.url + url_path}, timeout=60
+            aws, resources.state_machine_arn, {"url": stand.server.url + url_path}, timeout=60
         )
         scenario.check("execution", expected="FAILED", seen=done.status)
         scenario.check("task attempts", expected=1, seen=done.count("TaskScheduled"))
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(url_path)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(stand.server.to(url_path)))
         scenario.check(
             "states entered",
             expected=["CallDownstream", "RecordFailure", "GaveUp"],
             seen=done.entered,
         )
-        url_path = path("ok", "sfn")
+        url_path = stand.path("ok", "sfn")
         done = executions.run(
-            aws, resources.state_machine_arn, {"url": server.url + url_path}, timeout=60
+            aws, resources.state_machine_arn, {"url": stand.server.url + url_path}, timeout=60
         )
         scenario.check("execution", expected="SUCCEEDED", seen=done.status)
         scenario.check("states entered", expected=["CallDownstream", "Done"], seen=done.entered)
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(url_path)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(stand.server.to(url_path)))
 
 
 def _reported_delays(message: str) -> list[float]:
