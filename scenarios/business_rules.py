@@ -79,21 +79,40 @@ REQUESTS = [
 
 
 def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
-    dynamodb = aws.client("dynamodb")
-    run_id = unique_name("br")
-    audited: list[str] = []
+    requested = Requests(aws, resources, unique_name("br"))
+    check_seeded_rules(aws, resources, scenario, requested)
+    check_decisions(aws, resources, scenario, requested)
+    check_rules_are_data(aws, resources, scenario, requested)
+    check_bad_input(aws, resources, scenario, requested)
+    check_one_audit_row_each(aws, resources, scenario, requested)
 
-    def audit_row(request_id: str) -> items.Item | None:
-        return items.get(aws, resources.audit_table, {"requestId": request_id})
 
-    def start_all(cases: dict[str, Any], state_machine: str) -> dict[str, Execution]:
+class Requests:
+    """Requests of this run, started as executions named `<run id>-<case>`, and their audit
+    rows; keeps every request id started."""
+
+    def __init__(self, aws: Aws, resources: BusinessRules, run_id: str) -> None:
+        self.aws = aws
+        self.resources = resources
+        self.run_id = run_id
+        self.audited: list[str] = []
+
+    def audit_row(self, request_id: str) -> items.Item | None:
+        return items.get(self.aws, self.resources.audit_table, {"requestId": request_id})
+
+    def start_all(self, cases: dict[str, Any], state_machine: str) -> dict[str, Execution]:
+        """Start every case at once, then wait for each to finish."""
         started = {
-            case: executions.start(aws, state_machine, payload, name=f"{run_id}-{case}")
+            case: executions.start(self.aws, state_machine, payload, name=f"{self.run_id}-{case}")
             for case, payload in cases.items()
         }
-        audited.extend(f"{run_id}-{case}" for case in cases)
-        return {case: executions.finish(aws, arn, timeout=60) for case, arn in started.items()}
+        self.audited.extend(f"{self.run_id}-{case}" for case in cases)
+        return {case: executions.finish(self.aws, arn, timeout=60) for case, arn in started.items()}
 
+
+def check_seeded_rules(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step("The rules live in DynamoDB (seeded by the bootstrap)"):
         stored = items.get(aws, resources.rules_table, {"ruleSet": "purchase-approval"})
         scenario.check_that(
@@ -118,10 +137,14 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             "default decision", expected="APPROVED", seen=rule_set["default"]["decision"]
         )
 
+
+def check_decisions(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step(
         f"{len(REQUESTS)} requests, started together, each get the decision their rules give"
     ):
-        done = start_all(
+        done = requested.start_all(
             {
                 case: {"ruleSet": "purchase-approval", "facts": facts}
                 for case, facts, _, _ in REQUESTS
@@ -145,7 +168,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             scenario.check(
                 f"{case}: tasks scheduled", expected=4, seen=execution.count("TaskScheduled")
             )
-            row = audit_row(f"{run_id}-{case}") or {}
+            row = requested.audit_row(f"{requested.run_id}-{case}") or {}
             scenario.check(
                 f"{case}: audit row",
                 expected=("DECIDED", decision, rule, 3),
@@ -157,8 +180,12 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
                 ),
             )
 
+
+def check_rules_are_data(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step("Rules are data: a rule set written now decides the next request"):
-        strict = f"purchase-approval-strict-{run_id}"
+        strict = f"purchase-approval-strict-{requested.run_id}"
         facts = {"amount": 50, "category": "books", "customerTier": "standard"}
         strict_rules = {
             "ruleSet": strict,
@@ -174,14 +201,18 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             ],
             "default": {"decision": "MANUAL_REVIEW", "reason": "everything else is reviewed"},
         }
-        dynamodb.put_item(TableName=resources.rules_table, Item=items.wire(strict_rules))
+        aws.client("dynamodb").put_item(
+            TableName=resources.rules_table, Item=items.wire(strict_rules)
+        )
         scenario.note(f"put rule set {strict}: amount <= 20 approved, anything else reviewed")
         try:
-            execution = start_all(
+            execution = requested.start_all(
                 {"strict": {"ruleSet": strict, "facts": facts}}, resources.state_machine
             )["strict"]
         finally:
-            dynamodb.delete_item(TableName=resources.rules_table, Key={"ruleSet": {"S": strict}})
+            aws.client("dynamodb").delete_item(
+                TableName=resources.rules_table, Key={"ruleSet": {"S": strict}}
+            )
         scenario.check("status", expected="SUCCEEDED", seen=execution.status)
         scenario.check(
             "the small request seen before as APPROVED is now",
@@ -201,6 +232,10 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             "states entered", expected=[*DECIDED_PATH, "SentToReview"], seen=execution.entered
         )
 
+
+def check_bad_input(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     bad = {
         # case: (input, the state that fails, the error it raises)
         "no-rule-set": ({"facts": {"amount": 5}}, "ValidateRequest", "InvalidRequest"),
@@ -214,7 +249,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             "InvalidRequest",
         ),
         "unknown-rule-set": (
-            {"ruleSet": f"no-such-rules-{run_id}", "facts": {"amount": 5}},
+            {"ruleSet": f"no-such-rules-{requested.run_id}", "facts": {"amount": 5}},
             "EvaluateRules",
             "UnknownRuleSet",
         ),
@@ -222,7 +257,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
     with scenario.step(
         "Bad input fails in a named state, takes its Catch, and is audited as REJECTED"
     ):
-        done = start_all(
+        done = requested.start_all(
             {case: payload for case, (payload, _, _) in bad.items()}, resources.state_machine
         )
         for case, (payload, failing_state, error) in bad.items():
@@ -250,23 +285,27 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
                 expected=(failing_state, error, "RecordRejection"),
                 seen=execution.catch_taken(),
             )
-            row = audit_row(f"{run_id}-{case}") or {}
+            row = requested.audit_row(f"{requested.run_id}-{case}") or {}
             scenario.check(
                 f"{case}: audit row (outcome, error, has a decision)",
                 expected=("REJECTED", error, False),
                 seen=(row.get("outcome"), row.get("error"), "decision" in row),
             )
 
+
+def check_one_audit_row_each(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step("Exactly one audit row per request, and nothing else"):
         rows = items.scan(
             aws,
             resources.audit_table,
             FilterExpression="begins_with(requestId, :run)",
-            ExpressionAttributeValues={":run": {"S": f"{run_id}-"}},
+            ExpressionAttributeValues={":run": {"S": f"{requested.run_id}-"}},
             ConsistentRead=True,
         )
         scenario.check(
             "audit rows of this run",
-            expected=sorted(audited),
+            expected=sorted(requested.audited),
             seen=sorted(row["requestId"] for row in rows),
         )
