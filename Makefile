@@ -63,6 +63,9 @@ TEST_PATHS := tests/unit tests/integration tests/docker tests/browser tests/faul
 test: deps lint ## Lint, then all tests: unit, browser, integration against the sandbox (started if none runs), faults; writes the report
 	@$(PY) -m pytest $(TEST_PATHS); status=$$?; $(PY) -m sandbox report; exit $$status
 
+mutants: deps ## Break each pattern on purpose (its documented mutants) and check its scenario fails: make mutants [P=<slug>]
+	@$(PY) -m sandbox mutants $(or $(P),all)
+
 report: deps ## Write .sandbox/reports/index.html: every scenario's last run on a timeline
 	@$(PY) -m sandbox report
 
@@ -90,4 +93,4 @@ lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
 clean: down ## Remove the venv and the sandbox's state (keeps the DynamoDB Local cache)
 	rm -rf $(VENV) .sandbox
 
-.PHONY: help deps up down status logs list bootstrap scenario scenarios test report ui faults unit bench lint lock clean
+.PHONY: help deps up down status logs list bootstrap scenario scenarios test mutants report ui faults unit bench lint lock clean

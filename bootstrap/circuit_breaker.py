@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from sandbox.aws import Aws
 from sandbox.provision import ensure_function, ensure_state_machine, ensure_table, ensure_ttl
 
-OPEN_SECONDS = 5
+# Long enough that the scenario reaches its fail-fast run while the circuit is open, even
+# on a busy machine (waiting for the failing calls' log lines takes a few seconds).
+OPEN_SECONDS = 15
 SERVICE_ATTEMPTS = 3  # the first call and the Retry's MaxAttempts 2
 
 

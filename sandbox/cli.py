@@ -11,6 +11,7 @@ Usage:
   python -m sandbox report                 write .sandbox/reports/index.html from the last runs
   python -m sandbox ui [--host H] [--port P]  the live page, on 127.0.0.1:8566 by default
   python -m sandbox bench                  performance figures (embedded mode)
+  python -m sandbox mutants [SLUG...|all]  run the documented mutants; exit 1 if any survives
 
 Environment: SANDBOX_MODE=docker|embedded|external, AWS_ENDPOINT_URL (default
 http://localhost:4566), SANDBOX_ALLOW_REMOTE_ENDPOINT=1 to allow a non-local endpoint.
@@ -211,6 +212,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return bench.main(provisioned, args.messages, args.warm_calls)
 
 
+def cmd_mutants(args: argparse.Namespace) -> int:
+    from sandbox import mutants  # imported here: only `mutants` needs it
+
+    _aws_for_running_sandbox()
+    patterns = catalogue() if args.slugs in ([], ["all"]) else [find(slug) for slug in args.slugs]
+    return mutants.main(patterns, args.jobs or mutants.JOBS)
+
+
 def _aws_for_running_sandbox() -> Aws:
     mode = modes.choose()
     if health(mode.endpoint) is None:
@@ -325,6 +334,12 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--warm-calls", type=int, default=100)
     bench.add_argument("--suite", action="store_true", help="also time the test suite")
     bench.set_defaults(run=cmd_bench)
+    mutate = sub.add_parser("mutants")
+    mutate.add_argument("slugs", nargs="*", metavar="SLUG", help="patterns (default: all)")
+    mutate.add_argument(
+        "--jobs", type=int, default=None, help="patterns at once (SANDBOX_MUTANT_JOBS, 2)"
+    )
+    mutate.set_defaults(run=cmd_mutants)
     return top
 
 

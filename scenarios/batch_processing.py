@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from bootstrap.batch_processing import BatchProcessing
-from sandbox import executions, observe
+from sandbox import executions, items, observe
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
@@ -25,24 +25,24 @@ TOTAL, CHUNK_SIZE = 23, 5
 
 
 def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
-    sqs, dynamodb, s3 = aws.client("sqs"), aws.client("dynamodb"), aws.client("s3")
+    sqs, s3 = aws.client("sqs"), aws.client("s3")
     run_id = unique_name("batch")
 
     def attempts(message_id: str) -> int:
-        item = dynamodb.get_item(TableName=resources.attempts_table, Key={"id": {"S": message_id}})
-        return int(item.get("Item", {}).get("attempts", {}).get("N", 0))
+        item = items.get(aws, resources.attempts_table, {"id": message_id}) or {}
+        return int(item.get("attempts", 0))
 
     def writes(record_id: str) -> int:
-        item = dynamodb.get_item(TableName=resources.records_table, Key={"id": {"S": record_id}})
-        return int(item.get("Item", {}).get("writes", {}).get("N", 0))
+        item = items.get(aws, resources.records_table, {"id": record_id}) or {}
+        return int(item.get("writes", 0))
 
-    valid_ids = [f"{run_id}-sqs-{i}" for i in range(6)]
+    valid_ids = [f"{run_id}-sqs-{number}" for number in range(6)]
     flaky_id = f"{run_id}-sqs-flaky"
     bad_body = f"not a record {run_id}"
     with scenario.step("An SQS batch with partial failures: only the failed records are retried"):
         entries = [
-            {"Id": f"v{i}", "MessageBody": json.dumps({"id": rid, "amount": i})}
-            for i, rid in enumerate(valid_ids)
+            {"Id": f"v{number}", "MessageBody": json.dumps({"id": record_id, "amount": number})}
+            for number, record_id in enumerate(valid_ids)
         ]
         entries.append(
             {
@@ -55,7 +55,7 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
         scenario.check(
             "messages accepted", expected=len(entries), seen=len(sent.get("Successful", []))
         )
-        message_ids = {e["Id"]: e["MessageId"] for e in sent["Successful"]}
+        message_ids = {entry["Id"]: entry["MessageId"] for entry in sent["Successful"]}
         scenario.note(f"sent {len(valid_ids)} valid, 1 failing once (simulated), 1 malformed")
 
         await_value(
@@ -79,29 +79,27 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
             expected=resources.max_receive_count,
             seen=attempts(message_ids["bad"]),
         )
-        first_batch = dynamodb.get_item(
-            TableName=resources.attempts_table, Key={"id": {"S": message_ids["flaky"]}}
-        )["Item"]["first_batch_size"]["N"]
+        first_batch = items.get(aws, resources.attempts_table, {"id": message_ids["flaky"]}) or {}
         scenario.check_that(
             "size of the batch the failing record first came in",
-            int(first_batch) > 1,
+            first_batch.get("first_batch_size", 0) > 1,
             expected="more than 1 (it failed alone, not its batch)",
-            seen=int(first_batch),
+            seen=first_batch.get("first_batch_size"),
         )
-        valid_attempts = [attempts(message_ids[f"v{i}"]) for i in range(len(valid_ids))]
+        valid_attempts = [attempts(message_ids[f"v{number}"]) for number in range(len(valid_ids))]
         scenario.check(
             "attempts of each valid record", expected=[1] * len(valid_ids), seen=valid_attempts
         )
         scenario.check(
             "writes of each valid record",
             expected=[1] * (len(valid_ids) + 1),
-            seen=[writes(rid) for rid in [*valid_ids, flaky_id]],
+            seen=[writes(record_id) for record_id in [*valid_ids, flaky_id]],
         )
         observe.check_nothing_lost(
             scenario,
             aws,
             sent=len(entries),
-            processed=sum(writes(rid) for rid in [*valid_ids, flaky_id]),
+            processed=sum(writes(record_id) for record_id in [*valid_ids, flaky_id]),
             dlq=resources.dlq,
             of_run=lambda message: run_id in message["Body"],
         )
@@ -122,7 +120,9 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
     s3.put_object(Bucket=resources.bucket, Key=key, Body=json.dumps(records).encode())
     job = {"bucket": resources.bucket, "key": key, "chunk_size": CHUNK_SIZE}
     chunks = math.ceil(TOTAL / CHUNK_SIZE)
-    valid = [r["id"] for r in records if r.get("id") and r["id"] not in invalid_ids]
+    valid = [
+        record["id"] for record in records if record.get("id") and record["id"] not in invalid_ids
+    ]
     with scenario.step(
         f"Step Functions: {TOTAL} records at chunk size {CHUNK_SIZE} -> {chunks} chunks"
     ):
@@ -142,20 +142,28 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
             seen=sorted(entry["id"] for entry in report["invalid"]),
         )
         scenario.note("reasons: " + "; ".join(entry["reason"] for entry in report["invalid"]))
-        scenario.check(
+        written = items.scan(
+            aws,
+            resources.records_table,
+            FilterExpression="begins_with(id, :job)",
+            ExpressionAttributeValues={":job": {"S": f"{run_id}-job-"}},
+            ConsistentRead=True,
+        )
+        scenario.check_that(
             "records = written + rejected",
-            expected=TOTAL,
-            seen=report["written"] + report["rejected"],
+            TOTAL == len(written) + len(report["invalid"]),
+            expected=f"{TOTAL} = items written to {resources.records_table} + rejected",
+            seen=f"{len(written)} written + {len(report['invalid'])} rejected",
         )
         scenario.check(
             "valid records written once each",
             expected=[1] * len(valid),
-            seen=[writes(r) for r in valid],
+            seen=[writes(record_id) for record_id in valid],
         )
         scenario.check(
             "invalid records written",
             expected=[0] * len(invalid_ids),
-            seen=[writes(r) for r in invalid_ids],
+            seen=[writes(record_id) for record_id in invalid_ids],
         )
 
     with scenario.step("The same job run again writes nothing twice"):
@@ -164,7 +172,7 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
         scenario.check(
             "valid records still written once",
             expected=[1] * len(valid),
-            seen=[writes(r) for r in valid],
+            seen=[writes(record_id) for record_id in valid],
         )
 
     with scenario.step("An unusable input (chunk size 0) fails through the Catch, saying why"):
@@ -190,7 +198,7 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
 def _job_records(run_id: str) -> tuple[list[dict[str, Any]], list[str]]:
     """TOTAL records for the job; three are invalid (negative, not a number, no id)."""
     records: list[dict[str, Any]] = [
-        {"id": f"{run_id}-job-{i:02d}", "amount": i} for i in range(TOTAL)
+        {"id": f"{run_id}-job-{number:02d}", "amount": number} for number in range(TOTAL)
     ]
     records[4]["amount"] = -1
     records[11]["amount"] = "eleven"

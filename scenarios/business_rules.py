@@ -2,8 +2,9 @@
 row per request.
 
 1. The seeded rule set is in the rules table.
-2. Six requests (started together) each get the decision their rules give: the execution's
-   output, the path it took through the workflow, and its audit row all agree.
+2. Seven requests (started together, one exactly at a limit) each get the decision their
+   rules give: the execution's output, the path it took through the workflow, and its audit
+   row all agree.
 3. Rules are data: a rule set written now decides the next request, no deploy.
 4. Bad input (no rule set named, a fact of the wrong type, an unknown rule set, a body that
    is not an object) fails in a named state; the history shows the Catch that fired, and the
@@ -15,10 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
 from bootstrap.business_rules import BusinessRules
-from sandbox import executions
+from sandbox import executions, items
 from sandbox.aws import Aws
 from sandbox.executions import Execution
 from sandbox.harness import Scenario, unique_name
@@ -37,6 +36,12 @@ REQUESTS = [
     (
         "small",
         {"amount": 50, "category": "books", "customerTier": "standard"},
+        "APPROVED",
+        "default",
+    ),
+    (  # "over 1000" is strict: exactly 1000 is not over it
+        "standard-1000",
+        {"amount": 1000, "category": "books", "customerTier": "standard"},
         "APPROVED",
         "default",
     ),
@@ -74,39 +79,50 @@ REQUESTS = [
 
 
 def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
-    dynamodb = aws.client("dynamodb")
-    run_id = unique_name("br")
-    audited: list[str] = []
-    deserialize = TypeDeserializer().deserialize
+    requested = Requests(aws, resources, unique_name("br"))
+    check_seeded_rules(aws, resources, scenario, requested)
+    check_decisions(aws, resources, scenario, requested)
+    check_rules_are_data(aws, resources, scenario, requested)
+    check_bad_input(aws, resources, scenario, requested)
+    check_one_audit_row_each(aws, resources, scenario, requested)
 
-    def audit_row(request_id: str) -> dict[str, Any] | None:
-        item = dynamodb.get_item(
-            TableName=resources.audit_table,
-            Key={"requestId": {"S": request_id}},
-            ConsistentRead=True,
-        ).get("Item")
-        return {k: deserialize(v) for k, v in item.items()} if item else None
 
-    def start_all(cases: dict[str, Any], state_machine: str) -> dict[str, Execution]:
+class Requests:
+    """Requests of this run, started as executions named `<run id>-<case>`, and their audit
+    rows; keeps every request id started."""
+
+    def __init__(self, aws: Aws, resources: BusinessRules, run_id: str) -> None:
+        self.aws = aws
+        self.resources = resources
+        self.run_id = run_id
+        self.audited: list[str] = []
+
+    def audit_row(self, request_id: str) -> items.Item | None:
+        return items.get(self.aws, self.resources.audit_table, {"requestId": request_id})
+
+    def start_all(self, cases: dict[str, Any], state_machine: str) -> dict[str, Execution]:
+        """Start every case at once, then wait for each to finish."""
         started = {
-            case: executions.start(aws, state_machine, payload, name=f"{run_id}-{case}")
+            case: executions.start(self.aws, state_machine, payload, name=f"{self.run_id}-{case}")
             for case, payload in cases.items()
         }
-        audited.extend(f"{run_id}-{case}" for case in cases)
-        return {case: executions.finish(aws, arn, timeout=60) for case, arn in started.items()}
+        self.audited.extend(f"{self.run_id}-{case}" for case in cases)
+        return {case: executions.finish(self.aws, arn, timeout=60) for case, arn in started.items()}
 
+
+def check_seeded_rules(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step("The rules live in DynamoDB (seeded by the bootstrap)"):
-        item = dynamodb.get_item(
-            TableName=resources.rules_table, Key={"ruleSet": {"S": "purchase-approval"}}
-        ).get("Item")
+        stored = items.get(aws, resources.rules_table, {"ruleSet": "purchase-approval"})
         scenario.check_that(
             "rule set purchase-approval stored",
-            item is not None,
+            stored is not None,
             expected="an item",
-            seen="an item" if item else None,
+            seen="an item" if stored else None,
         )
-        rule_set = {k: deserialize(v) for k, v in item.items()}
-        scenario.check("version", expected=3, seen=int(rule_set["version"]))
+        rule_set = stored or {}
+        scenario.check("version", expected=3, seen=rule_set["version"])
         scenario.check(
             "rules, in order",
             expected=[
@@ -121,10 +137,14 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             "default decision", expected="APPROVED", seen=rule_set["default"]["decision"]
         )
 
+
+def check_decisions(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step(
         f"{len(REQUESTS)} requests, started together, each get the decision their rules give"
     ):
-        done = start_all(
+        done = requested.start_all(
             {
                 case: {"ruleSet": "purchase-approval", "facts": facts}
                 for case, facts, _, _ in REQUESTS
@@ -148,7 +168,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             scenario.check(
                 f"{case}: tasks scheduled", expected=4, seen=execution.count("TaskScheduled")
             )
-            row = audit_row(f"{run_id}-{case}") or {}
+            row = requested.audit_row(f"{requested.run_id}-{case}") or {}
             scenario.check(
                 f"{case}: audit row",
                 expected=("DECIDED", decision, rule, 3),
@@ -156,14 +176,17 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
                     row.get("outcome"),
                     row.get("decision"),
                     row.get("ruleId"),
-                    int(row.get("ruleSetVersion", 0)),
+                    row.get("ruleSetVersion"),
                 ),
             )
 
+
+def check_rules_are_data(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step("Rules are data: a rule set written now decides the next request"):
-        strict = f"purchase-approval-strict-{run_id}"
+        strict = f"purchase-approval-strict-{requested.run_id}"
         facts = {"amount": 50, "category": "books", "customerTier": "standard"}
-        serialize = TypeSerializer().serialize
         strict_rules = {
             "ruleSet": strict,
             "version": 1,
@@ -178,16 +201,19 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             ],
             "default": {"decision": "MANUAL_REVIEW", "reason": "everything else is reviewed"},
         }
-        dynamodb.put_item(
-            TableName=resources.rules_table, Item={k: serialize(v) for k, v in strict_rules.items()}
+        aws.client("dynamodb").put_item(
+            TableName=resources.rules_table, Item=items.wire(strict_rules)
         )
         scenario.note(f"put rule set {strict}: amount <= 20 approved, anything else reviewed")
         try:
-            execution = start_all(
+            execution = requested.start_all(
                 {"strict": {"ruleSet": strict, "facts": facts}}, resources.state_machine
             )["strict"]
         finally:
-            dynamodb.delete_item(TableName=resources.rules_table, Key={"ruleSet": {"S": strict}})
+            aws.client("dynamodb").delete_item(
+                TableName=resources.rules_table, Key={"ruleSet": {"S": strict}}
+            )
+        scenario.check("status", expected="SUCCEEDED", seen=execution.status)
         scenario.check(
             "the small request seen before as APPROVED is now",
             expected="MANUAL_REVIEW",
@@ -206,6 +232,10 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             "states entered", expected=[*DECIDED_PATH, "SentToReview"], seen=execution.entered
         )
 
+
+def check_bad_input(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     bad = {
         # case: (input, the state that fails, the error it raises)
         "no-rule-set": ({"facts": {"amount": 5}}, "ValidateRequest", "InvalidRequest"),
@@ -219,7 +249,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
             "InvalidRequest",
         ),
         "unknown-rule-set": (
-            {"ruleSet": f"no-such-rules-{run_id}", "facts": {"amount": 5}},
+            {"ruleSet": f"no-such-rules-{requested.run_id}", "facts": {"amount": 5}},
             "EvaluateRules",
             "UnknownRuleSet",
         ),
@@ -227,7 +257,7 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
     with scenario.step(
         "Bad input fails in a named state, takes its Catch, and is audited as REJECTED"
     ):
-        done = start_all(
+        done = requested.start_all(
             {case: payload for case, (payload, _, _) in bad.items()}, resources.state_machine
         )
         for case, (payload, failing_state, error) in bad.items():
@@ -255,27 +285,27 @@ def run(aws: Aws, resources: BusinessRules, scenario: Scenario) -> None:
                 expected=(failing_state, error, "RecordRejection"),
                 seen=execution.catch_taken(),
             )
-            row = audit_row(f"{run_id}-{case}") or {}
+            row = requested.audit_row(f"{requested.run_id}-{case}") or {}
             scenario.check(
                 f"{case}: audit row (outcome, error, has a decision)",
                 expected=("REJECTED", error, False),
                 seen=(row.get("outcome"), row.get("error"), "decision" in row),
             )
 
+
+def check_one_audit_row_each(
+    aws: Aws, resources: BusinessRules, scenario: Scenario, requested: Requests
+) -> None:
     with scenario.step("Exactly one audit row per request, and nothing else"):
-        rows = _audit_ids(dynamodb, resources.audit_table, run_id)
-        scenario.check("audit rows of this run", expected=sorted(audited), seen=sorted(rows))
-
-
-def _audit_ids(dynamodb: Any, table: str, run_id: str) -> list[str]:
-    """Every audit row whose request id belongs to this run."""
-    ids: list[str] = []
-    for page in dynamodb.get_paginator("scan").paginate(
-        TableName=table,
-        FilterExpression="begins_with(requestId, :run)",
-        ExpressionAttributeValues={":run": {"S": f"{run_id}-"}},
-        ProjectionExpression="requestId",
-        ConsistentRead=True,
-    ):
-        ids.extend(item["requestId"]["S"] for item in page["Items"])
-    return ids
+        rows = items.scan(
+            aws,
+            resources.audit_table,
+            FilterExpression="begins_with(requestId, :run)",
+            ExpressionAttributeValues={":run": {"S": f"{requested.run_id}-"}},
+            ConsistentRead=True,
+        )
+        scenario.check(
+            "audit rows of this run",
+            expected=sorted(requested.audited),
+            seen=sorted(row["requestId"] for row in rows),
+        )

@@ -89,7 +89,8 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
 
         held = holds_for(
             heartbeat_and_status,
-            until=lambda e: e.status == "RUNNING" and e.entered[-1] == "Dispatch To Worker",
+            until=lambda execution: execution.status == "RUNNING"
+            and execution.entered[-1] == "Dispatch To Worker",
             duration=resources.heartbeat_seconds + 1.5,
             interval=0.5,
         )
@@ -134,11 +135,15 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
             expected=("Dispatch To Worker", "WorkerRejected", "Worker Rejected"),
             seen=done.catch_taken(),
         )
-        failed = [e["taskFailedEventDetails"] for e in done.events if e["type"] == "TaskFailed"]
+        failed = [
+            event["taskFailedEventDetails"]
+            for event in done.events
+            if event["type"] == "TaskFailed"
+        ]
         scenario.check(
             "task failure in history",
             expected=[("WorkerRejected", "out of stock")],
-            seen=[(f.get("error"), f.get("cause")) for f in failed],
+            seen=[(failure.get("error"), failure.get("cause")) for failure in failed],
         )
         scenario.check("job started", expected=False, seen="Start Job" in done.entered)
 
@@ -147,7 +152,7 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
         scenario.note(f"entered: {' → '.join(done.entered)}")
         scenario.check("status", expected="FAILED", seen=done.status)
         scenario.check("error", expected="WorkerLost", seen=done.error)
-        timed_out = [e for e in done.events if e["type"] == "TaskTimedOut"]
+        timed_out = [event for event in done.events if event["type"] == "TaskTimedOut"]
         error = timed_out[0]["taskTimedOutEventDetails"].get("error") if timed_out else None
         # AWS names this States.HeartbeatTimeout; LocalStack 4.14 reports every callback
         # timeout as States.Timeout, so the timing tells the heartbeat apart from the
@@ -163,7 +168,7 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
             scenario.check(
                 "TaskTimedOut in history", expected="States.HeartbeatTimeout", seen=error
             )
-        scheduled = next(e for e in done.events if e["type"] == "TaskScheduled")
+        scheduled = next(event for event in done.events if event["type"] == "TaskScheduled")
         waited = (timed_out[0]["timestamp"] - scheduled["timestamp"]).total_seconds()
         scenario.check_that(
             "it timed out after the heartbeat interval, not the task timeout",

@@ -25,7 +25,7 @@ KEYS = 200
 
 def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
     ring = unique_name("ring")
-    keys = [f"customer-{i:03d}-{ring[-4:]}" for i in range(KEYS)]
+    keys = [f"customer-{number:03d}-{ring[-4:]}" for number in range(KEYS)]
 
     def admin(action: str, node: str) -> dict[str, Any]:
         request = {"action": action, "ring": ring, "node": node, "vnodes": resources.vnodes}
@@ -36,7 +36,8 @@ def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
 
     def route(phase: str, batch: list[str]) -> dict[str, Any]:
         messages = [
-            {"key": k, "body": json.dumps({"ring": ring, "phase": phase, "key": k})} for k in batch
+            {"key": key, "body": json.dumps({"ring": ring, "phase": phase, "key": key})}
+            for key in batch
         ]
         answer: dict[str, Any] = observe.invoke(
             aws, resources.router_function, {"ring": ring, "messages": messages}
@@ -52,11 +53,11 @@ def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
             body = json.loads(message["Body"])
             return body.get("ring") == ring and body.get("phase") == phase
 
-        sent = Counter(r["node"] for r in routed)
+        sent = Counter(entry["node"] for entry in routed)
         found = [
-            (json.loads(m["Body"])["key"], shard)
+            (json.loads(message["Body"])["key"], shard)
             for shard, queue in resources.shards.items()
-            for m in observe.collect(
+            for message in observe.collect(
                 aws,
                 queue.url,
                 of_phase,
@@ -65,9 +66,9 @@ def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
             )
         ]
         extra = [
-            (json.loads(m["Body"])["key"], shard)
+            (json.loads(message["Body"])["key"], shard)
             for shard, queue in resources.shards.items()
-            for m in observe.take_all(aws, queue.url, of_phase)
+            for message in observe.take_all(aws, queue.url, of_phase)
         ]
         scenario.check(f"'{phase}' messages beyond those the router sent", expected=[], seen=extra)
         return found
@@ -90,14 +91,14 @@ def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
         scenario.check("ring items in DynamoDB", expected=4 * resources.vnodes, seen=stored)
 
     with scenario.step("A key always lands on the same shard"):
-        repeats = [r for _ in range(3) for r in route("repeat", [keys[0]])["routed"]]
+        repeats = [entry for _ in range(3) for entry in route("repeat", [keys[0]])["routed"]]
         found = landed("repeat", repeats)
         scenario.check(
             "shards the three copies of one key reached", expected=1, seen=len(set(found))
         )
         scenario.note(f"{keys[0]} -> shard {found[0][1]}")
         answer = route("four", keys)
-        said = {r["key"]: r["node"] for r in answer["routed"]}
+        said = {entry["key"]: entry["node"] for entry in answer["routed"]}
         four = dict(landed("four", answer["routed"]))
         scenario.check("keys found on the shard queues", expected=KEYS, seen=len(four))
         scenario.check(
@@ -110,7 +111,7 @@ def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
     with scenario.step("Adding a node moves about 1/N of the keys, all to the new node"):
         admin("add", "e")
         five = dict(landed("five", route("five", keys)["routed"]))
-        moved = {k: five[k] for k in keys if five[k] != four[k]}
+        moved = {key: five[key] for key in keys if five[key] != four[key]}
         scenario.check("where moved keys went", expected={"e"}, seen=set(moved.values()))
         share = len(moved) / KEYS
         scenario.check_that(
@@ -125,8 +126,8 @@ def run(aws: Aws, resources: ConsistentHashing, scenario: Scenario) -> None:
         answer = admin("remove", "b")
         scenario.check("nodes left", expected=["a", "c", "d", "e"], seen=sorted(answer["nodes"]))
         after = dict(landed("four-again", route("four-again", keys)["routed"]))
-        moved_keys = {k for k in keys if after[k] != five[k]}
-        b_keys = {k for k in keys if five[k] == "b"}
+        moved_keys = {key for key in keys if after[key] != five[key]}
+        b_keys = {key for key in keys if five[key] == "b"}
         scenario.check("keys moved", expected=len(b_keys), seen=len(moved_keys))
         scenario.check("moved keys that were not b's", expected=set(), seen=moved_keys - b_keys)
         scenario.check_that(

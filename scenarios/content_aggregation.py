@@ -19,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from bootstrap.content_aggregation import ContentAggregation
-from sandbox import executions
+from sandbox import executions, items
 from sandbox.aws import Aws
 from sandbox.executions import Execution
 from sandbox.harness import Scenario, unique_name
@@ -44,18 +44,16 @@ def run(aws: Aws, resources: ContentAggregation, scenario: Scenario) -> None:
             return Reply(body=b"<html>Moved to a new CMS</html>", headers={})
         return Reply(status=500, body=b'{"message": "upstream error"}')
 
-    def stored_items() -> dict[str, dict[str, str]]:
+    def stored_items() -> dict[str, items.Item]:
         """This run's stored items, by item id."""
-        pages = dynamodb.get_paginator("scan").paginate(
-            TableName=resources.items_table,
+        found = items.scan(
+            aws,
+            resources.items_table,
             FilterExpression="begins_with(source_id, :run)",
             ExpressionAttributeValues={":run": {"S": run_id}},
+            ConsistentRead=True,
         )
-        return {
-            item["id"]["S"]: {k: v["S"] for k, v in item.items()}
-            for page in pages
-            for item in page["Items"]
-        }
+        return {item["id"]: item for item in found}
 
     with scenario.step("The schedule rule starts the workflow; a tick with its input succeeds"):
         targets = check_schedule(scenario, aws, resources.schedule_rule, resources.schedule)

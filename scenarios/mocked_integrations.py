@@ -18,7 +18,7 @@ from functools import partial
 from typing import Any
 
 from bootstrap.mocked_integrations import MockedIntegrations
-from sandbox import executions, settings
+from sandbox import executions, items, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 from sandbox.observe import check_logged, depth, drain, log_lines, take, with_field
@@ -87,7 +87,6 @@ EXPECTED: dict[str, Expected] = {
 
 
 def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
-    dynamodb = aws.client("dynamodb")
     run_id = unique_name("mi")
     queues = {
         "follow-up queue": resources.followups.url,
@@ -98,10 +97,8 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
         base = {"leadId": f"{run_id}-{case}", "email": "buyer@acme.example", "employees": 120}
         return {**base, "company": "Acme", **changes}
 
-    def item(lead_id: str) -> dict[str, Any] | None:
-        return dynamodb.get_item(
-            TableName=resources.table, Key={"leadId": {"S": lead_id}}, ConsistentRead=True
-        ).get("Item")
+    def item(lead_id: str) -> items.Item | None:
+        return items.get(aws, resources.table, {"leadId": lead_id})
 
     with scenario.step(
         "The mock config defines a test case per path, each with an expected history"
@@ -191,8 +188,8 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
         stored_item = item(good["leadId"]) or {}
         scenario.check(
             "good lead: item in the table",
-            expected="42",
-            seen=stored_item.get("score", {}).get("N"),
+            expected=42,
+            seen=stored_item.get("score"),
         )
         announced = await_value(
             lambda: take(aws, resources.followups.url, with_field("leadId", good["leadId"])),
@@ -200,9 +197,9 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
             waiting_for="the follow-up message",
         )
         scenario.check(
-            "good lead: follow-up message",
-            expected=good["leadId"],
-            seen=json.loads(announced["Body"])["leadId"],
+            "good lead: follow-up message carries the real score",
+            expected=42,
+            seen=json.loads(announced["Body"])["score"],
         )
         failed = done["bad"]
         scenario.check(

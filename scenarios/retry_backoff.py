@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from bootstrap.retry_backoff import RetryBackoff
@@ -35,9 +37,26 @@ TIMER_SLACK = 0.01
 SFN_ALLOWANCE = 0.75
 
 
-def downstream() -> Any:
+class Downstream:
+    """The stand-in downstream's own account: how many calls it answered 200, by path."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.succeeded: Counter[str] = Counter()
+
+    def served(self, paths: list[str]) -> int:
+        with self.lock:
+            return sum(self.succeeded[path] for path in paths)
+
+
+def downstream(account: Downstream) -> Any:
     counts: dict[str, int] = {}
     lock = threading.Lock()
+
+    def succeed(path: str) -> Reply:
+        with account.lock:
+            account.succeeded[path] += 1
+        return Reply(200, b'{"ok": true}')
 
     def respond(request: Request) -> Reply:
         path = request.path.split("?", 1)[0]
@@ -46,47 +65,74 @@ def downstream() -> Any:
             seen = counts[path]
         behaviour = path.strip("/").split("/", 1)[0]
         if behaviour == "ok":
-            return Reply(200, b'{"ok": true}')
+            return succeed(path)
         if behaviour == "reject":
             return Reply(400, b'{"error": "bad request"}')
         flaky = re.fullmatch(r"flaky(\d+)", behaviour)
         if flaky and seen > int(flaky.group(1)):
-            return Reply(200, b'{"ok": true}')
+            return succeed(path)
         return Reply(429, b'{"error": "slow down"}')
 
     return serve(respond)
 
 
 def run(aws: Aws, resources: RetryBackoff, scenario: Scenario) -> None:
-    with downstream() as server:
-        _run(aws, resources, scenario, server)
+    account = Downstream()
+    with downstream(account) as server:
+        stand = Stand(server, account, unique_name("retry"))
+        check_client_rejected(aws, resources, scenario, stand)
+        check_client_gives_up(aws, resources, scenario, stand)
+        check_client_recovers(aws, resources, scenario, stand)
+        check_sqs_redelivery(aws, resources, scenario, stand)
+        check_workflow_gives_up(aws, resources, scenario, stand)
+        check_workflow_rejected_and_healthy(aws, resources, scenario, stand)
 
 
-def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> None:
-    sqs = aws.client("sqs")
-    run_id = unique_name("retry")
+@dataclass(frozen=True)
+class Stand:
+    """The stand-in downstream as this run uses it: its server, its account of successes,
+    and paths of its own (`/<behaviour>/<run id>-<name>`)."""
 
-    def path(behaviour: str, name: str) -> str:
-        return f"/{behaviour}/{run_id}-{name}"
+    server: LocalServer
+    account: Downstream
+    run_id: str
 
+    def path(self, behaviour: str, name: str) -> str:
+        return f"/{behaviour}/{self.run_id}-{name}"
+
+
+def check_client_rejected(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step("Client: a non-retryable error makes exactly one call"):
-        p = path("reject", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        url_path = stand.path("reject", "client")
+        error, answer = observe.call(
+            aws, resources.client_function, {"url": stand.server.url + url_path}
+        )
         scenario.check("error type", expected="DownstreamRejected", seen=answer.get("errorType"))
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(stand.server.to(url_path)))
 
+
+def check_client_gives_up(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         f"Client: a throttled call is retried up to {resources.max_attempts} calls, then gives up; "
         f"gaps within the cap ({resources.max_delay} s)"
     ):
-        p = path("throttle", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        url_path = stand.path("throttle", "client")
+        error, answer = observe.call(
+            aws, resources.client_function, {"url": stand.server.url + url_path}
+        )
         scenario.check("error type", expected="DownstreamThrottled", seen=answer.get("errorType"))
         scenario.note(answer.get("errorMessage", ""))
-        calls = server.to(p)
+        calls = stand.server.to(url_path)
         scenario.check("calls the downstream saw", expected=resources.max_attempts, seen=len(calls))
-        gaps = _gaps([c.at for c in calls])
-        ceilings = [min(resources.max_delay, resources.base_delay * 2**i) for i in range(len(gaps))]
+        gaps = _gaps([request.at for request in calls])
+        ceilings = [
+            min(resources.max_delay, resources.base_delay * 2**attempt)
+            for attempt in range(len(gaps))
+        ]
         scenario.note(f"gaps between calls (s): {gaps}; ceilings: {ceilings}")
         scenario.check_that(
             "largest gap",
@@ -96,8 +142,8 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
         )
         scenario.check_that(
             "each gap within its attempt's ceiling min(cap, base * 2^n)",
-            all(g <= c + CALL_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
-            expected=[round(c + CALL_ALLOWANCE, 3) for c in ceilings],
+            all(gap <= top + CALL_ALLOWANCE for gap, top in zip(gaps, ceilings, strict=True)),
+            expected=[round(top + CALL_ALLOWANCE, 3) for top in ceilings],
             seen=gaps,
         )
         # Lower bounds, so a retry loop that does not wait fails: the handler names the delay
@@ -106,35 +152,55 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
         scenario.check_that(
             "each gap at least the delay the handler drew for it",
             len(delays) == len(gaps)
-            and all(g >= d - TIMER_SLACK for g, d in zip(gaps, delays, strict=True)),
+            and all(gap >= delay - TIMER_SLACK for gap, delay in zip(gaps, delays, strict=True)),
             expected=f">= {delays}",
             seen=gaps,
         )
         scenario.check_that(
             "the drawn delays wait at all, each within its ceiling (full jitter)",
-            sum(delays) > 0 and all(0 <= d <= c for d, c in zip(delays, ceilings, strict=True)),
+            sum(delays) > 0
+            and all(0 <= delay <= top for delay, top in zip(delays, ceilings, strict=True)),
             expected=f"0 <= delay <= {ceilings}, not all 0",
             seen=delays,
         )
+        scenario.check_that(
+            "the delays are drawn (jitter), not each attempt's ceiling",
+            any(delay < ceiling - 0.001 for delay, ceiling in zip(delays, ceilings, strict=False)),
+            expected=f"some delay below its ceiling {ceilings}",
+            seen=delays,
+        )
 
+
+def check_client_recovers(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step("Client: a call throttled twice succeeds on the third"):
-        p = path("flaky2", "client")
-        error, answer = observe.call(aws, resources.client_function, {"url": server.url + p})
+        url_path = stand.path("flaky2", "client")
+        error, answer = observe.call(
+            aws, resources.client_function, {"url": stand.server.url + url_path}
+        )
         scenario.check("error", expected=None, seen=error)
         scenario.check("statuses", expected=[429, 429, 200], seen=answer["statuses"])
-        scenario.check("calls the downstream saw", expected=3, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=3, seen=len(stand.server.to(url_path)))
 
+
+def check_sqs_redelivery(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         f"SQS redelivery: throttled until maxReceiveCount ({resources.max_receive_count}), then DLQ"
     ):
         paths = {
-            "flaky1": path("flaky1", "sqs"),
-            "throttle": path("throttle", "sqs"),
-            "reject": path("reject", "sqs"),
+            "flaky1": stand.path("flaky1", "sqs"),
+            "throttle": stand.path("throttle", "sqs"),
+            "reject": stand.path("reject", "sqs"),
         }
-        bodies = {name: json.dumps({"url": server.url + p}) for name, p in paths.items()}
-        bodies["malformed"] = f"not json {run_id}"
-        sqs.send_message_batch(
+        bodies = {
+            name: json.dumps({"url": stand.server.url + url_path})
+            for name, url_path in paths.items()
+        }
+        bodies["malformed"] = f"not json {stand.run_id}"
+        aws.client("sqs").send_message_batch(
             QueueUrl=resources.queue.url,
             Entries=[{"Id": name, "MessageBody": body} for name, body in bodies.items()],
         )
@@ -143,30 +209,32 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
         taken = observe.collect(
             aws,
             resources.dlq.url,
-            lambda m: m["Body"] in dead_bodies,
+            lambda message: message["Body"] in dead_bodies,
             len(dead_bodies),
             timeout=45,
             waiting_for="messages in the DLQ",
         )
-        dead = {m["Body"]: m for m in taken}
+        dead = {message["Body"]: message for message in taken}
         scenario.check("DLQ entries, once each", expected=len(dead_bodies), seen=len(taken))
         # The message throttled once may still be waiting for its second delivery.
-        left = await_value(
+        await_value(
             lambda: observe.depth(aws, resources.queue.url),
-            until=lambda n: n == 0,
+            until=lambda depth: depth == 0,
             timeout=15,
             waiting_for="the queue to be empty",
         )
-        scenario.check("messages left in the queue", expected=0, seen=left)
-        calls_per_message = {name: len(server.to(p)) for name, p in paths.items()}
+        calls_per_message = {
+            name: len(stand.server.to(url_path)) for name, url_path in paths.items()
+        }
         scenario.check(
             "calls per message",
             expected={"flaky1": 2, "throttle": resources.max_receive_count, "reject": 1},
             seen=calls_per_message,
         )
+        throttled_at = [request.at for request in stand.server.to(paths["throttle"])]
         scenario.note(
             "gaps between the throttled message's deliveries (s): "
-            f"{_gaps([c.at for c in server.to(paths['throttle'])])} (a jittered visibility "
+            f"{_gaps(throttled_at)} (a jittered visibility "
             f"timeout of 0..{resources.visibility_cap} s, plus the mapping's poll interval)"
         )
         reasons = {
@@ -187,25 +255,35 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
         scenario.check(
             "calls carrying the malformed body",
             expected=[],
-            seen=[r.path for r in server.requests if bodies["malformed"] in r.body.decode()],
+            seen=[
+                request.path
+                for request in stand.server.requests
+                if bodies["malformed"] in request.body.decode()
+            ],
         )
-        processed = (
-            1 if calls_per_message["flaky1"] == 2 else 0
-        )  # the stand-in answers its 2nd call 200
-        scenario.check(
-            "messages in = processed + DLQ", expected=len(bodies), seen=processed + len(dead)
+        processed = stand.account.served(list(paths.values()))
+        scenario.check_that(
+            "nothing lost",
+            len(bodies) == processed + len(taken),
+            expected=f"{len(bodies)} in = processed + dead-lettered",
+            seen=f"{len(bodies)} in; {processed} answered 200 by the downstream + "
+            f"{len(taken)} taken from {resources.dlq.name}",
         )
 
+
+def check_workflow_gives_up(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         f"Step Functions: Retry (BackoffRate, MaxDelaySeconds {resources.sfn_max_delay}, "
         "JitterStrategy FULL) then the Catch"
     ):
-        p = path("throttle", "sfn")
+        url_path = stand.path("throttle", "sfn")
         per_task = 2
         done = executions.run(
             aws,
             resources.state_machine_arn,
-            {"url": server.url + p, "max_attempts": per_task},
+            {"url": stand.server.url + url_path, "max_attempts": per_task},
             timeout=60,
         )
         scenario.check("execution", expected="FAILED", seen=done.status)
@@ -215,10 +293,14 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             "task attempts in the history", expected=tries, seen=done.count("TaskScheduled")
         )
         scenario.check(
-            "calls the downstream saw", expected=tries * per_task, seen=len(server.to(p))
+            "calls the downstream saw",
+            expected=tries * per_task,
+            seen=len(stand.server.to(url_path)),
         )
-        failed_at = [e["timestamp"] for e in done.events if e["type"] == "TaskFailed"]
-        scheduled_at = [e["timestamp"] for e in done.events if e["type"] == "TaskScheduled"]
+        failed_at = [event["timestamp"] for event in done.events if event["type"] == "TaskFailed"]
+        scheduled_at = [
+            event["timestamp"] for event in done.events if event["type"] == "TaskScheduled"
+        ]
         gaps = [
             round((nxt - fail).total_seconds(), 3)
             for fail, nxt in zip(failed_at, scheduled_at[1:], strict=False)
@@ -232,11 +314,11 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             f" {resources.sfn_max_delay} + {SFN_ALLOWANCE}",
             seen=gaps,
         )
-        ceilings = [min(resources.sfn_max_delay, 1 * 2**n) for n in range(len(gaps))]
+        ceilings = [min(resources.sfn_max_delay, 1 * 2**attempt) for attempt in range(len(gaps))]
         scenario.check_that(
             "each gap within min(MaxDelaySeconds, IntervalSeconds * BackoffRate^n)",
-            all(g <= c + SFN_ALLOWANCE for g, c in zip(gaps, ceilings, strict=True)),
-            expected=[c + SFN_ALLOWANCE for c in ceilings],
+            all(gap <= top + SFN_ALLOWANCE for gap, top in zip(gaps, ceilings, strict=True)),
+            expected=[top + SFN_ALLOWANCE for top in ceilings],
             seen=gaps,
         )
         scenario.check_that(
@@ -252,31 +334,39 @@ def _run(aws: Aws, resources: Any, scenario: Scenario, server: LocalServer) -> N
             seen=(done.cause or "")[:160],
         )
 
+
+def check_workflow_rejected_and_healthy(
+    aws: Aws, resources: RetryBackoff, scenario: Scenario, stand: Stand
+) -> None:
     with scenario.step(
         "Step Functions: a rejected call is caught after one call; a healthy one succeeds"
     ):
-        p = path("reject", "sfn")
-        done = executions.run(aws, resources.state_machine_arn, {"url": server.url + p}, timeout=60)
+        url_path = stand.path("reject", "sfn")
+        done = executions.run(
+            aws, resources.state_machine_arn, {"url": stand.server.url + url_path}, timeout=60
+        )
         scenario.check("execution", expected="FAILED", seen=done.status)
         scenario.check("task attempts", expected=1, seen=done.count("TaskScheduled"))
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(stand.server.to(url_path)))
         scenario.check(
             "states entered",
             expected=["CallDownstream", "RecordFailure", "GaveUp"],
             seen=done.entered,
         )
-        p = path("ok", "sfn")
-        done = executions.run(aws, resources.state_machine_arn, {"url": server.url + p}, timeout=60)
+        url_path = stand.path("ok", "sfn")
+        done = executions.run(
+            aws, resources.state_machine_arn, {"url": stand.server.url + url_path}, timeout=60
+        )
         scenario.check("execution", expected="SUCCEEDED", seen=done.status)
         scenario.check("states entered", expected=["CallDownstream", "Done"], seen=done.entered)
-        scenario.check("calls the downstream saw", expected=1, seen=len(server.to(p)))
+        scenario.check("calls the downstream saw", expected=1, seen=len(stand.server.to(url_path)))
 
 
 def _reported_delays(message: str) -> list[float]:
     """The delays in the client's give-up message: "... delays [0.12, 0.3, ...])"."""
     found = re.search(r"delays \[([^\]]*)\]", message)
-    return [float(d) for d in found.group(1).split(",") if d.strip()] if found else []
+    return [float(delay) for delay in found.group(1).split(",") if delay.strip()] if found else []
 
 
 def _gaps(times: list[float]) -> list[float]:
-    return [round(b - a, 3) for a, b in zip(times, times[1:], strict=False)]
+    return [round(later - earlier, 3) for earlier, later in zip(times, times[1:], strict=False)]

@@ -25,252 +25,312 @@ from typing import Any
 import requests
 
 from bootstrap.storage_first import StorageFirst
-from sandbox import observe, provision
+from sandbox import items, observe, provision
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
 def run(aws: Aws, resources: StorageFirst, scenario: Scenario) -> None:
-    sqs, lambda_, dynamodb = aws.client("sqs"), aws.client("lambda"), aws.client("dynamodb")
-    run_id = unique_name("run")
-    accepted: list[str] = []
-    rejected: list[dict[str, Any]] = []
+    orders, lambda_ = Orders(aws, resources, unique_name("run")), aws.client("lambda")
+    with _restored(lambda_, resources):
+        broken_ids = check_accepted_while_broken(scenario, resources, orders, lambda_)
+        check_dead_lettered(scenario, resources, orders, broken_ids)
+        check_queue_waits(scenario, resources, orders, lambda_)
+        check_bad_input(scenario, resources, orders, lambda_)
+        check_redrive(scenario, resources, orders, lambda_)
+        check_inbox(scenario, resources, orders, lambda_)
+        check_inbox_broken(scenario, resources, orders, lambda_)
 
-    def post(path: str, orders: list[dict[str, Any]]) -> list[requests.Response]:
+
+class Orders:
+    """The orders API as a client sees it, and where its orders end up: the orders table
+    and the DLQ. Keeps what was posted and accepted in this run."""
+
+    def __init__(self, aws: Aws, resources: StorageFirst, run_id: str) -> None:
+        self.aws = aws
+        self.resources = resources
+        self.run_id = run_id
+        self.sqs = aws.client("sqs")
+        self.accepted: list[str] = []  # order ids answered 202 on POST /orders
+        self.posted = 0  # requests made to POST /orders
+        self.receives: dict[str, int] = {}  # order id -> receives before the move to the DLQ
+
+    def post(self, path: str, orders: list[dict[str, Any]]) -> list[requests.Response]:
+        """POST each order at once."""
         with ThreadPoolExecutor(max_workers=len(orders)) as pool:
             return list(
                 pool.map(
-                    lambda o: requests.post(f"{resources.api.url}{path}", json=o, timeout=10),
+                    lambda order: requests.post(
+                        f"{self.resources.api.url}{path}", json=order, timeout=10
+                    ),
                     orders,
                 )
             )
 
-    def orders(label: str, n: int) -> list[dict[str, Any]]:
+    def new(self, label: str, count: int) -> list[dict[str, Any]]:
         return [
-            {"order_id": f"{run_id}-{label}-{i}", "customer": f"c{i}", "amount": 10 + i}
-            for i in range(n)
+            {
+                "order_id": f"{self.run_id}-{label}-{number}",
+                "customer": f"c{number}",
+                "amount": 10 + number,
+            }
+            for number in range(count)
         ]
 
-    def processed(ids: list[str], via: str = "queue") -> list[str]:
+    def processed(self, ids: list[str], via: str = "queue") -> list[str]:
+        """The orders among `ids` the consumer wrote, having got them `via` queue or inbox."""
         found = []
         for order_id in ids:
-            item = dynamodb.get_item(
-                TableName=resources.orders_table, Key={"id": {"S": order_id}}, ConsistentRead=True
-            ).get("Item")
-            if item and item["via"]["S"] == via:
+            item = items.get(self.aws, self.resources.orders_table, {"id": order_id})
+            if item and item["via"] == via:
                 found.append(order_id)
         return found
 
-    receives: dict[str, int] = {}  # order id -> receives before the move to the DLQ
+    def stored_count(self) -> int:
+        """Orders of this run the consumer wrote, counted in the orders table itself."""
+        return len(
+            items.scan(
+                self.aws,
+                self.resources.orders_table,
+                FilterExpression="begins_with(id, :run)",
+                ExpressionAttributeValues={":run": {"S": self.run_id}},
+                ConsistentRead=True,
+            )
+        )
 
-    def in_dlq() -> list[str]:
+    def in_dlq(self) -> list[str]:
+        """This run's orders in the DLQ now (left there)."""
         found = []
-        for order_id, count in _peek(sqs, resources.dlq.url):
-            if run_id in order_id:
+        for order_id, count in _peek(self.sqs, self.resources.dlq.url):
+            if self.run_id in order_id:
                 found.append(order_id)
                 # The count moves with the message; the first peek adds one receive.
-                receives.setdefault(order_id, count - 1)
+                self.receives.setdefault(order_id, count - 1)
         return found
 
-    with _restored(lambda_, resources):
-        with scenario.step("POST succeeds while the consumer is broken"):
-            # The inbox stream is not part of this; its mapping waits until the variant's turn.
-            _set_mapping(lambda_, resources.stream_mapping, enabled=False)
-            _set_broken(lambda_, resources.consumer, True)
-            scenario.note("deployed the consumer with BROKEN=true: every record it gets fails")
-            first = orders("broken", 3)
-            answers = post("/orders", first)
-            scenario.check(
-                "status codes", expected=[202] * 3, seen=[a.status_code for a in answers]
-            )
-            scenario.check_that(
-                "each answer carries the SQS message id",
-                all(a.json().get("messageId") for a in answers),
-                expected="a messageId each",
-                seen=[a.json() for a in answers],
-            )
-            accepted += [o["order_id"] for o in first]
 
-        with scenario.step(
-            f"Each order fails, is retried, and reaches the DLQ after "
-            f"maxReceiveCount={resources.max_receive_count}"
-        ):
-            ids = [o["order_id"] for o in first]
-            dead = await_value(
-                in_dlq,
-                until=lambda found: sorted(found) == sorted(ids),
-                timeout=40,
-                waiting_for="the three orders in the DLQ",
-            )
-            scenario.check("orders in the DLQ", expected=sorted(ids), seen=sorted(dead))
-            scenario.check_that(
-                "times each was received (and failed) before the move",
-                all(receives[i] >= resources.max_receive_count for i in ids),
-                expected=f">= {resources.max_receive_count} each",
-                seen={i[-8:]: receives[i] for i in ids},
-            )
-            scenario.check("orders processed", expected=[], seen=processed(ids))
+def check_accepted_while_broken(
+    scenario: Scenario, resources: StorageFirst, orders: Orders, lambda_: Any
+) -> list[str]:
+    with scenario.step("POST succeeds while the consumer is broken"):
+        # The inbox stream is not part of this; its mapping waits until the variant's turn.
+        _set_mapping(lambda_, resources.stream_mapping, enabled=False)
+        _set_broken(lambda_, resources.consumer, True)
+        scenario.note("deployed the consumer with BROKEN=true: every record it gets fails")
+        first = orders.new("broken", 3)
+        answers = orders.post("/orders", first)
+        scenario.check(
+            "status codes",
+            expected=[202] * 3,
+            seen=[answer.status_code for answer in answers],
+        )
+        scenario.check_that(
+            "each answer carries the SQS message id",
+            all(answer.json().get("messageId") for answer in answers),
+            expected="a messageId each",
+            seen=[answer.json() for answer in answers],
+        )
+        orders.posted += len(first)
+        orders.accepted += [order["order_id"] for order in first]
+    return [order["order_id"] for order in first]
 
-        with scenario.step(
-            "With the consumer off, new orders wait in the queue; turned on, it drains"
-        ):
-            _set_mapping(lambda_, resources.queue_mapping, enabled=False)
-            _set_broken(lambda_, resources.consumer, False)
-            scenario.note("fixed the consumer (BROKEN=false) with its queue mapping disabled")
-            second = orders("queued", 4)
-            answers = post("/orders", second)
-            scenario.check(
-                "status codes", expected=[202] * 4, seen=[a.status_code for a in answers]
-            )
-            accepted += [o["order_id"] for o in second]
-            ids = [o["order_id"] for o in second]
-            await_value(
-                lambda: observe.depth(aws, resources.queue.url),
-                until=lambda n: n >= 4,
-                timeout=10,
-                waiting_for="4 messages in the queue",
-            )
-            holds_for(lambda: processed(ids), until=lambda found: not found, duration=2)
-            scenario.check(
-                "messages waiting in the queue",
-                expected=4,
-                seen=observe.depth(aws, resources.queue.url),
-            )
-            _set_mapping(lambda_, resources.queue_mapping, enabled=True)
-            scenario.note("enabled the queue mapping again")
-            done = await_value(
-                lambda: processed(ids),
-                until=lambda found: len(found) == len(ids),
-                timeout=30,
-                waiting_for="the four queued orders to be processed",
-            )
-            scenario.check("orders processed", expected=sorted(ids), seen=sorted(done))
-            await_value(
-                lambda: observe.depth(aws, resources.queue.url),
-                until=lambda n: n == 0,
-                timeout=20,
-                waiting_for="the queue to be empty",
-            )
-            scenario.check(
-                "messages left in the queue",
-                expected=0,
-                seen=observe.depth(aws, resources.queue.url),
-            )
 
-        with scenario.step(
-            "Bad input gets 400 and is never stored; in = processed + rejected + DLQ"
-        ):
-            bad: list[dict[str, Any]] = [
-                {"order_id": f"{run_id}-bad-0", "customer": "c"},  # no amount
-                {"order_id": f"{run_id}-bad-1", "customer": "c", "amount": -5},
-                {"order_id": f"{run_id}-bad-2", "customer": "c", "amount": "ten"},
-            ]
-            answers = post("/orders", bad)
-            scenario.check(
-                "status codes", expected=[400] * 3, seen=[a.status_code for a in answers]
-            )
-            scenario.note(f"LocalStack's validator says only: {answers[0].json()}")
-            rejected += bad
-            holds_for(
-                lambda: processed([b["order_id"] for b in bad]) + in_dlq(),
-                until=lambda found: not any("-bad-" in f for f in found),
-                duration=2,
-            )
-            done, dead = processed(accepted), in_dlq()
-            total = len(accepted) + len(rejected)
-            scenario.check(
-                "in = processed + rejected + in the DLQ",
-                expected=f"{total} = 4 + 3 + 3",
-                seen=f"{total} = {len(done)} + {len(rejected)} + {len(dead)}",
-            )
+def check_dead_lettered(
+    scenario: Scenario, resources: StorageFirst, orders: Orders, ids: list[str]
+) -> None:
+    with scenario.step(
+        f"Each order fails, is retried, and reaches the DLQ after "
+        f"maxReceiveCount={resources.max_receive_count}"
+    ):
+        await_value(
+            orders.in_dlq,
+            until=lambda found: sorted(found) == sorted(ids),
+            timeout=40,
+            waiting_for="the three orders in the DLQ",
+        )
+        scenario.check_that(
+            "times each was received (and failed) before the move",
+            all(orders.receives[order_id] >= resources.max_receive_count for order_id in ids),
+            expected=f">= {resources.max_receive_count} each",
+            seen={order_id[-8:]: orders.receives[order_id] for order_id in ids},
+        )
+        scenario.check("orders processed", expected=[], seen=orders.processed(ids))
 
-        with scenario.step("Redriving the DLQ processes the dead-lettered orders: nothing lost"):
-            task = sqs.start_message_move_task(
-                SourceArn=resources.dlq.arn, DestinationArn=resources.queue.arn
-            )
-            scenario.note(f"StartMessageMoveTask {task['TaskHandle'][:24]}…")
-            done = await_value(
-                lambda: processed(accepted),
-                until=lambda found: len(found) == len(accepted),
-                timeout=30,
-                waiting_for="every accepted order to be processed",
-            )
-            scenario.check("orders processed", expected=len(accepted), seen=len(done))
-            scenario.check("this run's orders left in the DLQ", expected=[], seen=in_dlq())
 
-        with scenario.step("DynamoDB variant: PutItem stores the order while no code runs"):
-            inbox = orders("inbox", 2)
-            answers = post("/inbox", inbox)
-            scenario.check(
-                "status codes", expected=[202] * 2, seen=[a.status_code for a in answers]
-            )
-            ids = [o["order_id"] for o in inbox]
-            for answer, order in zip(answers, inbox, strict=True):
-                item = dynamodb.get_item(
-                    TableName=resources.inbox_table,
-                    Key={"id": {"S": answer.json()["id"]}},
-                    ConsistentRead=True,
-                ).get("Item")
-                scenario.check(
-                    f"inbox item {answer.json()['id'][:8]}… holds the request",
-                    expected=order,
-                    seen=json.loads(item["body"]["S"]) if item else None,
-                )
-            holds_for(lambda: processed(ids, via="inbox"), until=lambda f: not f, duration=2)
-            _set_mapping(lambda_, resources.stream_mapping, enabled=True)
-            scenario.note("enabled the stream mapping")
-            done = await_value(
-                lambda: processed(ids, via="inbox"),
-                until=lambda found: len(found) == len(ids),
-                timeout=40,
-                waiting_for="the inbox orders to be processed from the stream",
-            )
-            scenario.check(
-                "orders processed from the stream", expected=sorted(ids), seen=sorted(done)
-            )
+def check_queue_waits(
+    scenario: Scenario, resources: StorageFirst, orders: Orders, lambda_: Any
+) -> None:
+    with scenario.step("With the consumer off, new orders wait in the queue; turned on, it drains"):
+        _set_mapping(lambda_, resources.queue_mapping, enabled=False)
+        _set_broken(lambda_, resources.consumer, False)
+        scenario.note("fixed the consumer (BROKEN=false) with its queue mapping disabled")
+        second = orders.new("queued", 4)
+        answers = orders.post("/orders", second)
+        scenario.check(
+            "status codes",
+            expected=[202] * 4,
+            seen=[answer.status_code for answer in answers],
+        )
+        orders.posted += len(second)
+        ids = [order["order_id"] for order in second]
+        orders.accepted += ids
+        await_value(
+            lambda: observe.depth(orders.aws, resources.queue.url),
+            until=lambda depth: depth >= 4,
+            timeout=10,
+            waiting_for="4 messages in the queue",
+        )
+        holds_for(lambda: orders.processed(ids), until=lambda found: not found, duration=2)
+        scenario.check(
+            "messages waiting in the queue",
+            expected=4,
+            seen=observe.depth(orders.aws, resources.queue.url),
+        )
+        _set_mapping(lambda_, resources.queue_mapping, enabled=True)
+        scenario.note("enabled the queue mapping again")
+        done = await_value(
+            lambda: orders.processed(ids),
+            until=lambda found: len(found) == len(ids),
+            timeout=30,
+            waiting_for="the four queued orders to be processed",
+        )
+        scenario.check("orders processed", expected=sorted(ids), seen=sorted(done))
+        await_value(
+            lambda: observe.depth(orders.aws, resources.queue.url),
+            until=lambda depth: depth == 0,
+            timeout=20,
+            waiting_for="the queue to be empty",
+        )
 
-        with scenario.step("DynamoDB variant, consumer broken: the order stays in the inbox table"):
-            _set_broken(lambda_, resources.consumer, True)
-            order = orders("inbox-broken", 1)[0]
-            answer = post("/inbox", [order])[0]
-            scenario.check("status code", expected=202, seen=answer.status_code)
-            inbox_id = answer.json()["id"]
-            sequence = await_value(
-                lambda: _sequence_of(aws, resources.inbox_table, inbox_id),
-                timeout=10,
-                waiting_for="the inbox item's stream record",
-            )
-            record = await_value(
-                lambda: observe.take(aws, resources.dlq.url, lambda m: _covers(m, sequence)),
-                timeout=40,
-                waiting_for="the stream mapping's on-failure record in the DLQ",
-            )
-            context = json.loads(record["Body"])["requestContext"]
+
+def check_bad_input(
+    scenario: Scenario, resources: StorageFirst, orders: Orders, lambda_: Any
+) -> None:
+    with scenario.step("Bad input gets 400 and is never stored; in = processed + rejected + DLQ"):
+        bad: list[dict[str, Any]] = [
+            {"order_id": f"{orders.run_id}-bad-0", "customer": "c"},  # no amount
+            {"order_id": f"{orders.run_id}-bad-1", "customer": "c", "amount": -5},
+            {"order_id": f"{orders.run_id}-bad-2", "customer": "c", "amount": "ten"},
+        ]
+        answers = orders.post("/orders", bad)
+        scenario.check(
+            "status codes",
+            expected=[400] * 3,
+            seen=[answer.status_code for answer in answers],
+        )
+        scenario.note(f"LocalStack's validator says only: {answers[0].json()}")
+        orders.posted += len(bad)
+        refused = sum(answer.status_code == 400 for answer in answers)
+        holds_for(
+            lambda: orders.processed([order["order_id"] for order in bad]) + orders.in_dlq(),
+            until=lambda found: not any("-bad-" in order_id for order_id in found),
+            duration=2,
+        )
+        stored_count, dead_count = orders.stored_count(), len(orders.in_dlq())
+        scenario.check_that(
+            "nothing lost",
+            orders.posted == stored_count + refused + dead_count,
+            expected=f"{orders.posted} posted = processed + rejected + in the DLQ",
+            seen=f"{orders.posted} posted; {stored_count} in {resources.orders_table} + "
+            f"{refused} answered 400 + {dead_count} in {resources.dlq.name}",
+        )
+
+
+def check_redrive(
+    scenario: Scenario, resources: StorageFirst, orders: Orders, lambda_: Any
+) -> None:
+    with scenario.step("Redriving the DLQ processes the dead-lettered orders: nothing lost"):
+        task = orders.sqs.start_message_move_task(
+            SourceArn=resources.dlq.arn, DestinationArn=resources.queue.arn
+        )
+        scenario.note(f"StartMessageMoveTask {task['TaskHandle'][:24]}…")
+        await_value(
+            lambda: orders.processed(orders.accepted),
+            until=lambda found: len(found) == len(orders.accepted),
+            timeout=30,
+            waiting_for="every accepted order to be processed",
+        )
+        scenario.check("this run's orders left in the DLQ", expected=[], seen=orders.in_dlq())
+
+
+def check_inbox(scenario: Scenario, resources: StorageFirst, orders: Orders, lambda_: Any) -> None:
+    with scenario.step("DynamoDB variant: PutItem stores the order while no code runs"):
+        inbox = orders.new("inbox", 2)
+        answers = orders.post("/inbox", inbox)
+        scenario.check(
+            "status codes",
+            expected=[202] * 2,
+            seen=[answer.status_code for answer in answers],
+        )
+        ids = [order["order_id"] for order in inbox]
+        for answer, order in zip(answers, inbox, strict=True):
+            item = items.get(orders.aws, resources.inbox_table, {"id": answer.json()["id"]})
             scenario.check(
-                "on-failure record points at the order's stream record",
-                expected=("RetryAttemptsExhausted", resources.max_receive_count + 1),
-                seen=(context["condition"], context["approximateInvokeCount"]),
-            )
-            item = dynamodb.get_item(
-                TableName=resources.inbox_table, Key={"id": {"S": inbox_id}}, ConsistentRead=True
-            ).get("Item")
-            scenario.check(
-                "the order is still in the inbox table",
+                f"inbox item {answer.json()['id'][:8]}… holds the request",
                 expected=order,
-                seen=json.loads(item["body"]["S"]) if item else None,
+                seen=json.loads(item["body"]) if item else None,
             )
-            scenario.check(
-                "orders processed", expected=[], seen=processed([order["order_id"]], "inbox")
-            )
-            _set_broken(lambda_, resources.consumer, False)
-            stale = 0
-            while observe.take(aws, resources.dlq.url, lambda m: "DDBStreamBatchInfo" in m["Body"]):
-                stale += 1
-            scenario.note(f"removed {stale} other on-failure record(s) from the DLQ")
+        holds_for(
+            lambda: orders.processed(ids, via="inbox"), until=lambda found: not found, duration=2
+        )
+        _set_mapping(lambda_, resources.stream_mapping, enabled=True)
+        scenario.note("enabled the stream mapping")
+        done = await_value(
+            lambda: orders.processed(ids, via="inbox"),
+            until=lambda found: len(found) == len(ids),
+            timeout=40,
+            waiting_for="the inbox orders to be processed from the stream",
+        )
+        scenario.check("orders processed from the stream", expected=sorted(ids), seen=sorted(done))
+
+
+def check_inbox_broken(
+    scenario: Scenario, resources: StorageFirst, orders: Orders, lambda_: Any
+) -> None:
+    with scenario.step("DynamoDB variant, consumer broken: the order stays in the inbox table"):
+        _set_broken(lambda_, resources.consumer, True)
+        order = orders.new("inbox-broken", 1)[0]
+        answer = orders.post("/inbox", [order])[0]
+        scenario.check("status code", expected=202, seen=answer.status_code)
+        inbox_id = answer.json()["id"]
+        sequence = await_value(
+            lambda: _sequence_of(orders.aws, resources.inbox_table, inbox_id),
+            timeout=10,
+            waiting_for="the inbox item's stream record",
+        )
+        record = await_value(
+            lambda: observe.take(
+                orders.aws, resources.dlq.url, lambda message: _covers(message, sequence)
+            ),
+            timeout=40,
+            waiting_for="the stream mapping's on-failure record in the DLQ",
+        )
+        context = json.loads(record["Body"])["requestContext"]
+        scenario.check(
+            "on-failure record points at the order's stream record",
+            expected=("RetryAttemptsExhausted", resources.max_receive_count + 1),
+            seen=(context["condition"], context["approximateInvokeCount"]),
+        )
+        item = items.get(orders.aws, resources.inbox_table, {"id": inbox_id})
+        scenario.check(
+            "the order is still in the inbox table",
+            expected=order,
+            seen=json.loads(item["body"]) if item else None,
+        )
+        scenario.check(
+            "orders processed", expected=[], seen=orders.processed([order["order_id"]], "inbox")
+        )
+        _set_broken(lambda_, resources.consumer, False)
+        stale = 0
+        while observe.take(
+            orders.aws, resources.dlq.url, lambda message: "DDBStreamBatchInfo" in message["Body"]
+        ):
+            stale += 1
+        scenario.note(f"removed {stale} other on-failure record(s) from the DLQ")
 
 
 @contextmanager
-def _restored(lambda_: Any, resources: Any) -> Iterator[None]:
+def _restored(lambda_: Any, resources: StorageFirst) -> Iterator[None]:
     """Whatever happens, leave the consumer healthy and both mappings on."""
     try:
         yield
@@ -315,7 +375,7 @@ def _sequence_of(aws: Aws, table: str, item_id: str) -> int | None:
         while iterator:
             page = streams.get_records(ShardIterator=iterator, Limit=1000)
             for record in page["Records"]:
-                if record["dynamodb"]["Keys"]["id"]["S"] == item_id:
+                if items.plain(record["dynamodb"]["Keys"])["id"] == item_id:
                     return int(record["dynamodb"]["SequenceNumber"])
             if not page["Records"]:
                 break
