@@ -143,6 +143,17 @@ def _start_backends_early() -> None:
         threading.Thread(target=start, args=(name, first_call), daemon=True).start()
 
 
+def _start_websocket_api() -> None:
+    """LocalStack 4.14 community has no WebSocket API: the sandbox's stand-in
+    (sandbox/websocket_api.py) runs in this process, on the gateway's port + 100 (and + 200
+    for its management API), and ends with it."""
+    from localstack import config
+
+    from sandbox import websocket_api
+
+    websocket_api.start_for_sandbox(config.GATEWAY_LISTEN[0].port)
+
+
 def main() -> None:
     try:
         check_localstack_version()
@@ -157,6 +168,7 @@ def main() -> None:
         _start_backends_early()
     pollers.apply()
     lambda_metrics.apply()
+    _start_websocket_api()
     from localstack.runtime.main import main as localstack_main
 
     try:
