@@ -23,7 +23,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from bootstrap.websockets import WebSockets
-from sandbox import items, settings
+from sandbox import items, observe, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, ScenarioFailed, await_value, unique_name
 
@@ -132,10 +132,10 @@ def a_gone_client_is_dropped_and_its_job_finishes(
             FunctionName=resources.disconnect_function, ReservedConcurrentExecutions=0
         )
         try:
-            user, job_id = f"dave-{run_id}", f"job-d-{run_id}"
+            user, job_id, text = f"dave-{run_id}", f"job-d-{run_id}", f"left early {run_id}"
             with _client(resources, user) as client:
                 connection_id = _connection_of(aws, resources, user)
-                client.send(_submit(job_id, f"left early {run_id}", 2))
+                client.send(_submit(job_id, text, 2))
             scenario.note(f"dave ({connection_id}) closed right after submitting {job_id}")
             management = _management(aws, resources)
             scenario.check(
@@ -150,24 +150,26 @@ def a_gone_client_is_dropped_and_its_job_finishes(
                 ),
             )
             finished = await_value(
-                lambda: items.get(aws, resources.jobs_table, {"jobId": job_id}),
-                until=lambda job: bool(job) and job["status"] == "COMPLETE",
+                lambda: items.get(aws, resources.jobs_table, {"jobId": job_id}) or {},
+                until=lambda job: job.get("status") == "COMPLETE",
                 timeout=40,
                 waiting_for=f"{job_id} to be COMPLETE",
             )
-            scenario.check("dave's job status", expected="COMPLETE", seen=finished["status"])
+            scenario.check(
+                "dave's job result (it finished without him)",
+                expected={"words": len(text.split()), "upper": text.upper()},
+                seen=finished.get("result"),
+            )
             await_value(
                 lambda: items.get(
                     aws, resources.connections_table, {"connectionId": connection_id}
                 ),
                 until=lambda row: row is None,
                 timeout=30,
-                waiting_for="the notifier to drop dave's connection after a 410",
+                waiting_for="the notifier to drop dave's connection row after a 410",
             )
-            scenario.check(
-                "dave's row in the connections table",
-                expected=None,
-                seen=items.get(aws, resources.connections_table, {"connectionId": connection_id}),
+            observe.check_logged(
+                scenario, aws, resources.notifier, connection_id, says="Connection gone: dropped"
             )
         finally:
             lambda_.delete_function_concurrency(FunctionName=resources.disconnect_function)
