@@ -215,12 +215,17 @@ class WebSocketApiServer:
         management_port: int,
         definitions: Path = DEFINITIONS_DIR,
     ) -> None:
-        settings.apply_client_defaults()
         self.definitions = definitions
         self.host = host
+        # Test credentials and region where none are set, passed to the client rather than
+        # put in the environment: in embedded mode this runs inside LocalStack's process.
+        defaults = settings.client_defaults(dict(os.environ))
         self.lambda_ = boto3.client(
             "lambda",
             endpoint_url=settings.check_endpoint(endpoint),
+            region_name=defaults.get("AWS_DEFAULT_REGION"),
+            aws_access_key_id=defaults.get("AWS_ACCESS_KEY_ID"),
+            aws_secret_access_key=defaults.get("AWS_SECRET_ACCESS_KEY"),
             config=Config(retries={"max_attempts": 1}, read_timeout=900),
         )
         self.live: dict[str, tuple[Connection, ServerConnection]] = {}
