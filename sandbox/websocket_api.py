@@ -54,7 +54,8 @@ WEBSOCKET_PORT_OFFSET = 100  # the WebSocket API listens on the endpoint's port 
 MANAGEMENT_PORT_OFFSET = 200  # its @connections API on the endpoint's port + 200
 DEFINITIONS_DIR = settings.STATE_DIR / "websocket-apis"
 CONNECT, DISCONNECT, DEFAULT = "$connect", "$disconnect", "$default"
-MAX_POST_BYTES = 128 * 1024  # API Gateway's limit on a message to a connection
+MAX_POST_BYTES = 128 * 1024  # API Gateway's limit on a message, to or from a connection
+INTEGRATION_TIMEOUT = 29  # seconds: API Gateway's limit on a route's integration
 EVENT_TYPES = {CONNECT: "CONNECT", DISCONNECT: "DISCONNECT"}
 
 
@@ -237,6 +238,8 @@ class WebSocketApiServer:
             websocket_port,
             process_request=self._connect,
             server_header="sandbox-websocket-api",
+            open_timeout=INTEGRATION_TIMEOUT,  # the handshake includes the $connect function
+            max_size=MAX_POST_BYTES,  # API Gateway's message limit, both ways
         )
         self.management = ThreadingHTTPServer((host, management_port), self._management_handler())
 
@@ -444,6 +447,7 @@ def start_for_sandbox(endpoint_port: int) -> WebSocketApiServer | None:
     except OSError as error:
         print(f"The WebSocket API could not start: {error}", flush=True)
         return None
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # not a line per connection
     server.start()
     print(
         f"WebSocket API on ws://127.0.0.1:{websocket_port(endpoint_port)}, its management API "

@@ -69,6 +69,17 @@ def each_client_hears_only_its_own_job(
             heard = {name: _hear_until_complete(clients[name], jobs[name][0]) for name in jobs}
             for name, client in clients.items():
                 heard[name] += _heard_while_quiet(client)
+        users = [f"{name}-{run_id}" for name in jobs]
+        await_value(
+            lambda: [
+                row
+                for row in items.scan(aws, resources.connections_table)
+                if row["userId"] in users
+            ],
+            until=lambda rows: not rows,
+            timeout=20,
+            waiting_for="$disconnect to remove alice's and bob's connection rows once they closed",
+        )
         for name, (job_id, steps) in jobs.items():
             updates = heard[name]
             scenario.note(f"{name} heard: {[_label(update) for update in updates]}")

@@ -183,6 +183,25 @@ def test_a_refused_connect_gets_403(server: tuple[WebSocketApiServer, Stubber]) 
     assert running.live == {}
 
 
+def test_a_failing_connect_function_gets_403(server: tuple[WebSocketApiServer, Stubber]) -> None:
+    running, stubber = server
+    stubber.add_response(
+        "invoke", _answer("boom", error=True), {"FunctionName": "on-connect", "Payload": ANY}
+    )
+    url, _ = _urls(running)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, open_timeout=5)
+    assert refused.value.response.status_code == 403
+
+
+def test_an_unknown_api_gets_404(server: tuple[WebSocketApiServer, Stubber]) -> None:
+    running, _ = server
+    url, _ = _urls(running)
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url.replace(API.api_id, "nosuchapi0"), open_timeout=5)
+    assert refused.value.response.status_code == 404
+
+
 def test_messages_route_and_the_management_api_posts_gets_and_goes(
     server: tuple[WebSocketApiServer, Stubber],
 ) -> None:
