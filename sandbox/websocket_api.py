@@ -263,7 +263,7 @@ class WebSocketApiServer:
         connection = Connection(
             new_connection_id(),
             api,
-            domain_name=request.headers.get("Host", f"{self.host}"),
+            domain_name=request.headers.get("Host", self.host),
             source_ip=str(address[0]) if address else "",
             user_agent=request.headers.get("User-Agent", ""),
         )
