@@ -11,6 +11,7 @@ from sandbox.aws import Aws
 from sandbox.provision import (
     Queue,
     allow_invoke,
+    allow_service_to_send,
     ensure_event_source_mapping,
     ensure_function,
     ensure_queue,
@@ -30,6 +31,10 @@ from sandbox.restapi import (
 
 MAX_RECEIVE_COUNT = 2
 MAX_WORK_MS = 3000
+# The worker's test-only hold (handlers/async_request/worker.py: wait_while_held): at most
+# this long, within the worker's timeout with MAX_WORK_MS.
+HOLD_MAX_MS = 6000
+WORKER_TIMEOUT = 10
 # The message is the client's body untouched; the id API Gateway gave the request travels
 # as a message attribute, and the same id is the answer to the POST.
 ID_ATTRIBUTE = "requestId"
@@ -60,6 +65,8 @@ class AsyncRequest:
     dlq: Queue
     topic: str
     subscriber: Queue
+    webhook_dlq: Queue
+    holds_table: str
     worker: str
     status_function: str
     id_attribute: str
@@ -69,13 +76,21 @@ class AsyncRequest:
 def provision(aws: Aws) -> AsyncRequest:
     table = ensure_table(aws, "async-request-requests")
     idempotency_table = ensure_table(aws, "async-request-idempotency")
+    holds_table = ensure_table(aws, "async-request-holds", hash_key="text")
     queue, dlq = ensure_queue_with_dlq(
-        aws, "async-request", max_receive_count=MAX_RECEIVE_COUNT, visibility_timeout=5
+        aws,
+        "async-request",
+        max_receive_count=MAX_RECEIVE_COUNT,
+        visibility_timeout=WORKER_TIMEOUT,
     )
     topic = ensure_topic(aws, "async-request-completed")
     # A subscriber of the completion topic: it only collects, so it cannot fail (no DLQ).
     subscriber = ensure_queue(aws, "async-request-subscriber")
     subscribe_queue(aws, topic, subscriber)
+    # Where SNS puts a completion a client's webhook endpoint refused: the RedrivePolicy of
+    # the client's HTTP subscription (the client subscribes its own endpoint).
+    webhook_dlq = ensure_queue(aws, "async-request-webhook-dlq")
+    allow_service_to_send(aws, webhook_dlq, "sns.amazonaws.com", [topic])
 
     worker = "async-request-worker"
     ensure_function(
@@ -89,8 +104,10 @@ def provision(aws: Aws) -> AsyncRequest:
             "TOPIC_ARN": topic,
             "ID_ATTRIBUTE": ID_ATTRIBUTE,
             "MAX_WORK_MS": str(MAX_WORK_MS),
+            "HOLD_TABLE": holds_table,
+            "HOLD_MAX_MS": str(HOLD_MAX_MS),
         },
-        timeout=5,  # <= the queue's visibility timeout
+        timeout=WORKER_TIMEOUT,  # <= the queue's visibility timeout
     )
     ensure_event_source_mapping(aws, worker, queue.arn, batch_size=10)
 
@@ -123,6 +140,8 @@ def provision(aws: Aws) -> AsyncRequest:
         dlq,
         topic,
         subscriber,
+        webhook_dlq,
+        holds_table,
         worker,
         status_function,
         ID_ATTRIBUTE,

@@ -34,11 +34,11 @@ from typing import IO, Any
 
 from jinja2 import TemplateError
 
-from sandbox import modes, report, settings, ui
+from sandbox import modes, report, settings, ui, websocket_api
 from sandbox.aws import Aws
 from sandbox.embedded.dynamodb_local import SetupError
 from sandbox.harness import ENGINE_LIMITS, WaitTimedOut, await_value
-from sandbox.health import NotHealthyError, health, info
+from sandbox.health import NotHealthyError, health, info, port_in_use
 from sandbox.patterns import (
     SCENARIO_JOBS,
     Pattern,
@@ -143,7 +143,23 @@ def cmd_status(_: argparse.Namespace) -> int:
     for p in catalogue():
         state = "provisioned" if p.slug in provisioned else "not provisioned"
         print(f"pattern:   {p.slug:<22} {state}")
+    _print_websocket_apis(mode.endpoint, mode.port)
     return 0
+
+
+def _print_websocket_apis(endpoint: str, port: int) -> None:
+    """The WebSocket API stand-in: whether it listens, and the APIs declared to it."""
+    listening = port_in_use(websocket_api.websocket_port(port))
+    print(
+        f"websocket: {'listening' if listening else 'not listening'} on 127.0.0.1:"
+        f"{websocket_api.websocket_port(port)} (management API on "
+        f"{websocket_api.management_port(port)})"
+    )
+    for api in websocket_api.declared():
+        print(
+            f"websocket: {api.name:<22} {websocket_api.websocket_url(api, endpoint)}  "
+            f"routes: {', '.join(sorted(api.routes))}"
+        )
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@ Event: an SQS batch (event source mapping with ReportBatchItemFailures). Each bo
 client's JSON request {"text": str, "work_ms": int?}; the request id API Gateway answered the
 POST with is the message attribute named by ID_ATTRIBUTE.
 Environment: TABLE_NAME (status rows), IDEMPOTENCY_TABLE (Powertools idempotency records),
-TOPIC_ARN (completion topic), ID_ATTRIBUTE, MAX_WORK_MS.
+TOPIC_ARN (completion topic), ID_ATTRIBUTE, MAX_WORK_MS; HOLD_TABLE and HOLD_MAX_MS for the
+test-only hold below (leave HOLD_TABLE unset in a deployment: the hook then does nothing).
 
 Status row: {id, status PENDING|COMPLETE, received_at, completed_at?, result?}. PENDING is
 written when the worker takes the request, COMPLETE with the result when it is done. The
@@ -130,11 +131,26 @@ def complete(job: dict[str, Any]) -> dict[str, Any]:
     return {"id": job["id"], "completed_at": completed_at}
 
 
+def wait_while_held(text: str) -> None:
+    """Test-only hook: while HOLD_TABLE has an item keyed by the request's text, wait (at most
+    HOLD_MAX_MS) before completing, so a scenario can look at a request it knows is PENDING.
+    Does nothing when HOLD_TABLE is unset."""
+    if not os.environ.get("HOLD_TABLE"):
+        return
+    holds = boto3.resource("dynamodb").Table(os.environ["HOLD_TABLE"])
+    deadline = time.monotonic() + int(os.environ.get("HOLD_MAX_MS", "0")) / 1000
+    while time.monotonic() < deadline and "Item" in holds.get_item(
+        Key={"text": text}, ConsistentRead=True
+    ):
+        time.sleep(0.1)
+
+
 def record_handler(record: SQSRecord) -> None:
     attributes, name = record.message_attributes, os.environ["ID_ATTRIBUTE"]
     request_id = attributes[name].string_value if name in attributes else None
     job = parse_job(record.body, request_id, int(os.environ["MAX_WORK_MS"]))
     mark_pending(job["id"])
+    wait_while_held(job["request"]["text"])
     complete(job=job)
 
 

@@ -143,6 +143,17 @@ def _start_backends_early() -> None:
         threading.Thread(target=start, args=(name, first_call), daemon=True).start()
 
 
+def _start_websocket_api() -> None:
+    """LocalStack 4.14 community has no WebSocket API: the sandbox's stand-in
+    (sandbox/websocket_api.py) runs in this process, on the gateway's port + 100 (and + 200
+    for its management API), and ends with it."""
+    from localstack import config
+
+    from sandbox import websocket_api
+
+    websocket_api.start_for_sandbox(config.GATEWAY_LISTEN[0].port)
+
+
 def main() -> None:
     try:
         check_localstack_version()
@@ -158,6 +169,7 @@ def main() -> None:
     pollers.apply()
     metrics.apply()
     lambda_logs.apply()
+    _start_websocket_api()
     from localstack.runtime.main import main as localstack_main
 
     try:
