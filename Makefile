@@ -4,8 +4,15 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 P ?=
+comma := ,
+
+# Host packages by mode: in Docker mode LocalStack runs in its container, so this host needs
+# boto3 and the CLI only; any other mode runs LocalStack from this venv (the `embedded` extra).
+HOST_MODE := $(or $(SANDBOX_MODE),$(shell cat .sandbox/mode 2>/dev/null),$(shell \
+  command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo docker))
+EXTRAS := $(if $(filter docker,$(HOST_MODE)),dev,dev$(comma)embedded)
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 # LocalStack 4.14 imports code that needs Python 3.13 (threading.Lock as a type).
 define find_python
@@ -27,8 +34,8 @@ $(PY):
 	echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	@touch $@
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed*; touch $@
 
 deps: $(STAMP) ## Create the venv and install the pinned dependencies
 
@@ -75,16 +82,22 @@ ui: deps ## Serve the live page on 127.0.0.1 (PORT=8566): resources, run buttons
 bench: deps ## Print performance figures with their targets (SUITE=1 also times make test)
 	@$(PY) -m sandbox bench $(if $(SUITE),--suite)
 
-lint: deps ## ruff and mypy
+lint: deps ## ruff, mypy, and actionlint over the CI workflows
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy sandbox scenarios bootstrap
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+
+pull: deps ## Fetch every Docker image the sandbox needs, so later runs work offline
+	@$(PY) -m sandbox pull
 
 lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
+	@$(PY) -c 'import localstack' 2>/dev/null || { echo "error: make lock pins every extra, and this" \
+	  "venv has no LocalStack (Docker mode). Run: make deps SANDBOX_MODE=embedded, then make lock." >&2; exit 1; }
 	@{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
 	@mv constraints.txt.new constraints.txt
 
 clean: down ## Remove the venv and the sandbox's state (keeps the DynamoDB Local cache)
 	rm -rf $(VENV) .sandbox
 
-.PHONY: help deps up down status logs list bootstrap scenario scenarios test report ui faults unit bench lint lock clean
+.PHONY: help deps up down status logs list bootstrap scenario scenarios test report ui faults unit bench lint pull lock clean

@@ -6,6 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
+pytest.importorskip(
+    "localstack",
+    reason="LocalStack is not installed on this host (Docker mode runs it in a container)",
+)
 from localstack.services.lambda_.invocation import version_manager
 
 from sandbox.embedded import lambda_metrics
