@@ -13,13 +13,15 @@ HOST_MODE := $(or $(SANDBOX_MODE),$(shell cat .sandbox/mode 2>/dev/null),$(shell
   command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo docker))
 EXTRAS := $(if $(filter docker,$(HOST_MODE)),dev,dev$(comma)embedded)
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+MIN_PYTHON := $(if $(filter docker,$(HOST_MODE)),12,13)
 
-# LocalStack 4.14 imports code that needs Python 3.13 (threading.Lock as a type).
+# LocalStack 4.14 imports code that needs Python 3.13 (threading.Lock as a type); Docker mode
+# runs LocalStack and the handlers in containers, so the host's Python may be 3.12.
 define find_python
-for c in python3.14 python3.13 python3 $$HOME/.pyenv/versions/3.1[3-9]*/bin/python3 \
-         /usr/local/bin/python3.1[3-9] /opt/homebrew/bin/python3.1[3-9]; do \
+for c in python3.14 python3.13 python3.12 python3 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 \
+         /usr/local/bin/python3.1[2-9] /opt/homebrew/bin/python3.1[2-9]; do \
   p=$$(command -v "$$c" 2>/dev/null) || continue; \
-  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null && { echo "$$p"; exit 0; }; \
+  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, $(MIN_PYTHON)))' 2>/dev/null && { echo "$$p"; exit 0; }; \
 done; exit 1
 endef
 
@@ -29,7 +31,7 @@ help: ## List the targets
 	@echo "  Install it with: sudo apt-get install chromium   (Debian/Ubuntu package)"
 
 $(PY):
-	@py=$$($(find_python)) || { echo "error: the sandbox needs Python 3.13 or newer, and none was found." \
+	@py=$$($(find_python)) || { echo "error: the sandbox needs Python 3.$(MIN_PYTHON) or newer here, and none was found." \
 	  "Install it (pyenv install 3.13, apt-get install python3.13, brew install python@3.13), then run make again." >&2; exit 1; }; \
 	echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV)
 

@@ -90,6 +90,12 @@ class WrongLocalStackVersion(Exception):
 
 
 def check_localstack_version() -> None:
+    if sys.version_info < (3, 13):
+        raise WrongLocalStackVersion(
+            "Embedded mode runs LocalStack 4.14, which needs Python 3.13, and this venv has "
+            f"{sys.version_info.major}.{sys.version_info.minor} (made for Docker mode). Rebuild "
+            "it: `make clean && make up SANDBOX_MODE=embedded`."
+        )
     try:
         found = metadata.version("localstack-core")
     except metadata.PackageNotFoundError:

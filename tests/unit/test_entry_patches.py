@@ -122,5 +122,5 @@ def test_another_localstack_version_is_refused_with_a_clear_message(monkeypatch,
         entry.main()
     assert exit_.value.code == 2
     message = capsys.readouterr().err
-    assert "4.15.0" in message and entry.PATCHED_LOCALSTACK_VERSION in message
+    assert "4.15.0" in message and launcher.PATCHED_LOCALSTACK_VERSION in message
     assert "make deps" in message and "Traceback" not in message
