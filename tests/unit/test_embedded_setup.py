@@ -73,6 +73,7 @@ def test_without_docker_the_default_is_embedded(monkeypatch, tmp_path: Path) -> 
 
 def test_what_the_embedded_sandbox_lacks_is_named(monkeypatch, tmp_path: Path) -> None:
     """The lifecycle tests skip with this reason on a machine with Docker but no Java."""
+    monkeypatch.setattr(launcher, "check_localstack_version", lambda: None)
     monkeypatch.setattr(dynamodb_local.shutil, "which", lambda _: None)
     assert "Java is not installed" in (launcher.missing_prerequisites(tmp_path) or "")
 
