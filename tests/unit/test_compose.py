@@ -3,8 +3,10 @@ carries what a real Docker user needs (read against LocalStack 4.14's source: se
 
 from __future__ import annotations
 
+import json
 import re
 
+import jsonschema
 import yaml
 
 from sandbox.embedded import launcher
@@ -13,6 +15,14 @@ from sandbox.patterns import ROOT
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 LOCALSTACK = COMPOSE["services"]["localstack"]
 ENVIRONMENT = dict(item.split("=", 1) for item in LOCALSTACK["environment"])
+
+
+def test_the_file_follows_the_compose_specification() -> None:
+    """tests/unit/data/compose-spec.json: the Compose specification's schema, from
+    compose-spec/compose-spec at a08f8d51631b7127ddac3d2c65537db429d0f1d0 (Apache-2.0)."""
+    schema = json.loads((ROOT / "tests" / "unit" / "data" / "compose-spec.json").read_text())
+    errors = [error.message for error in jsonschema.Draft7Validator(schema).iter_errors(COMPOSE)]
+    assert errors == []
 
 
 def test_image_is_pinned_to_the_last_free_localstack() -> None:
