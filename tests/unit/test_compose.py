@@ -9,6 +9,7 @@ import re
 import jsonschema
 import yaml
 
+from sandbox import modes
 from sandbox.embedded import launcher
 from sandbox.patterns import ROOT
 
@@ -27,6 +28,7 @@ def test_the_file_follows_the_compose_specification() -> None:
 
 def test_image_is_pinned_to_the_last_free_localstack() -> None:
     assert LOCALSTACK["image"] == "${LOCALSTACK_IMAGE:-localstack/localstack:4.14.0}"
+    assert LOCALSTACK["image"] == f"${{LOCALSTACK_IMAGE:-{modes.LOCALSTACK_IMAGE}}}"
 
 
 def test_port_is_bound_to_loopback_only() -> None:

@@ -19,6 +19,7 @@ from localstack.services.lambda_.invocation import docker_runtime_executor
 from localstack.services.lambda_.invocation.lambda_models import Architecture
 from localstack.utils.container_utils.container_client import NoSuchImage, Util
 
+from sandbox import modes
 from sandbox.patterns import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -85,3 +86,8 @@ def test_an_image_already_here_is_not_pulled(hooked: Engine) -> None:
 def test_a_missing_image_is_still_pulled(hooked: Engine) -> None:
     docker_runtime_executor._ensure_runtime_image_present("public.ecr.aws/lambda/nodejs:22", None)
     assert hooked.pulled == ["public.ecr.aws/lambda/nodejs:22"]
+
+
+def test_make_pull_fetches_the_images_localstack_will_ask_for() -> None:
+    for runtime, image in modes.LAMBDA_RUNTIME_IMAGES.items():
+        assert docker_runtime_executor.get_default_image_for_runtime(runtime) == image
