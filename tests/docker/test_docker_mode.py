@@ -50,7 +50,10 @@ def compose_command(*args: str) -> subprocess.CompletedProcess[str]:
 def bootstrap_state() -> dict[str, object]:
     """The bootstrap container's state as compose reports it ({} before it exists)."""
     listed = compose_command("ps", "--all", "--format", "json", "bootstrap").stdout.strip()
-    rows = [json.loads(line) for line in listed.splitlines() if line.strip()]
+    if listed.startswith("["):  # compose before 2.21 prints one array, later one row a line
+        rows = json.loads(listed)
+    else:
+        rows = [json.loads(line) for line in listed.splitlines() if line.strip()]
     return rows[0] if rows else {}
 
 
