@@ -4,15 +4,24 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
 P ?=
+comma := ,
 
-# LocalStack 4.14 imports code that needs Python 3.13 (threading.Lock as a type).
+# Host packages by mode: in Docker mode LocalStack runs in its container, so this host needs
+# boto3 and the CLI only; any other mode runs LocalStack from this venv (the `embedded` extra).
+HOST_MODE := $(or $(SANDBOX_MODE),$(shell cat .sandbox/mode 2>/dev/null),$(shell \
+  command -v docker >/dev/null 2>&1 && docker info >/dev/null 2>&1 && echo docker))
+EXTRAS := $(if $(filter docker,$(HOST_MODE)),dev,dev$(comma)embedded)
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+MIN_PYTHON := $(if $(filter docker,$(HOST_MODE)),12,13)
+
+# LocalStack 4.14 imports code that needs Python 3.13 (threading.Lock as a type); Docker mode
+# runs LocalStack and the handlers in containers, so the host's Python may be 3.12.
 define find_python
-for c in python3.14 python3.13 python3 $$HOME/.pyenv/versions/3.1[3-9]*/bin/python3 \
-         /usr/local/bin/python3.1[3-9] /opt/homebrew/bin/python3.1[3-9]; do \
+for c in python3.14 python3.13 python3.12 python3 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3 \
+         /usr/local/bin/python3.1[2-9] /opt/homebrew/bin/python3.1[2-9]; do \
   p=$$(command -v "$$c" 2>/dev/null) || continue; \
-  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, 13))' 2>/dev/null && { echo "$$p"; exit 0; }; \
+  "$$p" -c 'import sys; sys.exit(sys.version_info < (3, $(MIN_PYTHON)))' 2>/dev/null && { echo "$$p"; exit 0; }; \
 done; exit 1
 endef
 
@@ -22,13 +31,13 @@ help: ## List the targets
 	@echo "  Install it with: sudo apt-get install chromium   (Debian/Ubuntu package)"
 
 $(PY):
-	@py=$$($(find_python)) || { echo "error: the sandbox needs Python 3.13 or newer, and none was found." \
+	@py=$$($(find_python)) || { echo "error: the sandbox needs Python 3.$(MIN_PYTHON) or newer here, and none was found." \
 	  "Install it (pyenv install 3.13, apt-get install python3.13, brew install python@3.13), then run make again." >&2; exit 1; }; \
 	echo "Creating $(VENV) with $$py"; "$$py" -m venv $(VENV)
 
 $(STAMP): pyproject.toml constraints.txt | $(PY)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	@touch $@
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	@rm -f $(VENV)/.installed*; touch $@
 
 deps: $(STAMP) ## Create the venv and install the pinned dependencies
 
@@ -81,16 +90,22 @@ ui: deps ## Serve the live page on 127.0.0.1 (PORT=8566): resources, run buttons
 bench: deps ## Print performance figures with their targets (SUITE=1 also times make test)
 	@$(PY) -m sandbox bench $(if $(SUITE),--suite)
 
-lint: deps ## ruff and mypy
+lint: deps ## ruff, mypy, and actionlint over the CI workflows
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(PY) -m mypy sandbox scenarios bootstrap
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+
+pull: deps ## Fetch every Docker image the sandbox needs, so later runs work offline
+	@$(PY) -m sandbox pull
 
 lock: deps ## Re-pin constraints.txt from the venv after changing pyproject.toml
+	@$(PY) -c 'import localstack' 2>/dev/null || { echo "error: make lock pins every extra, and this" \
+	  "venv has no LocalStack (Docker mode). Run: make deps SANDBOX_MODE=embedded, then make lock." >&2; exit 1; }
 	@{ sed -n '/^#/p' constraints.txt; $(PY) -m pip freeze --exclude-editable; } > constraints.txt.new
 	@mv constraints.txt.new constraints.txt
 
 clean: down ## Remove the venv and the sandbox's state (keeps the DynamoDB Local cache)
 	rm -rf $(VENV) .sandbox
 
-.PHONY: help deps up down status logs list bootstrap scenario scenarios test mutants report ui faults unit bench lint lock clean
+.PHONY: help deps up down status logs list bootstrap scenario scenarios test mutants report ui faults unit bench lint pull lock clean

@@ -21,9 +21,10 @@ from sandbox.provision import (
 from sandbox.restapi import RestApi, allow_api_to_invoke, ensure_rest_api, lambda_proxy
 
 PREFIX = "webhooks"
-# The scenario's receiver listens on 127.0.0.1 without TLS, so the sandbox allows http; a real
-# deployment would allow https only, and list its subscribers' hosts.
-ALLOWED_HOSTS = ("127.0.0.1", "localhost")
+# The scenario's receiver listens on this machine without TLS, so the sandbox allows http; a
+# real deployment would allow https only, and list its subscribers' hosts. Functions reach the
+# receiver at 127.0.0.1 (embedded mode) or host.docker.internal (Docker: sandbox.local_http).
+ALLOWED_HOSTS = ("127.0.0.1", "localhost", "host.docker.internal")
 ALLOWED_SCHEMES = ("http", "https")
 MAX_ATTEMPTS = 3
 # Whole seconds: a retry is re-queued with SQS DelaySeconds, equal jitter in

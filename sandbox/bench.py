@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from sandbox import provision, settings
 from sandbox.aws import Aws
 from sandbox.embedded import dynamodb_local
@@ -268,37 +270,37 @@ def break_down_pipeline(figures: Figures, stored: list[dict[str, Any]], sent_at:
 
 
 def kind_of(pid: int) -> str:
-    """The PROCESS_KINDS kind of a process, from its command line (OSError once it ended)."""
-    command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    """The PROCESS_KINDS kind of a process, from its command line (psutil.Error once it ended)."""
+    command = " ".join(psutil.Process(pid).cmdline())
     return next((kind for kind, marker in PROCESS_KINDS if marker in command), "other")
 
 
 def memory_by_kind(instance: str) -> dict[str, tuple[int, float]]:
-    """(processes, MB of VmRSS) per kind of process of this sandbox."""
+    """(processes, MB of resident memory) per kind of process of this sandbox."""
     totals: dict[str, tuple[int, float]] = {}
     for pid in processes_of(instance):
         try:
             kind = kind_of(pid)
-            status = Path(f"/proc/{pid}/status").read_text().splitlines()
-        except OSError:
+            rss = psutil.Process(pid).memory_info().rss
+        except psutil.Error:
             continue  # it ended meanwhile
-        rss_kb = next((int(line.split()[1]) for line in status if line.startswith("VmRSS:")), 0)
         count, mb = totals.get(kind, (0, 0.0))
-        totals[kind] = (count + 1, mb + rss_kb / 1024)
+        totals[kind] = (count + 1, mb + rss / 1024 / 1024)
     return totals
 
 
 def proportional_memory_mb(instance: str) -> float:
     """Total PSS: each shared page counted once, split among the processes sharing it (the
-    forked Python environments share most of theirs with their template)."""
-    total_kb = 0
+    forked Python environments share most of theirs with their template). Linux reports PSS;
+    elsewhere each process's unique memory (USS) stands in, which leaves shared pages out."""
+    total = 0
     for pid in processes_of(instance):
         try:
-            rollup = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-        except OSError:
+            full = psutil.Process(pid).memory_full_info()
+        except psutil.Error:
             continue
-        total_kb += next((int(line.split()[1]) for line in rollup if line.startswith("Pss:")), 0)
-    return total_kb / 1024
+        total += getattr(full, "pss", full.uss)
+    return total / 1024 / 1024
 
 
 def percentile(values: list[float], pct: float) -> float:

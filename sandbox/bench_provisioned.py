@@ -14,7 +14,8 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
+
+import psutil
 
 from sandbox import provision, settings
 from sandbox.aws import Aws
@@ -89,25 +90,24 @@ def _timed_up(env: dict[str, str]) -> float:
 def idle_cpu(instance: str, window_s: float) -> dict[str, float]:
     """CPU of the sandbox's processes over `window_s` with nothing sent to it, in percent of
     one core, by kind of process."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    before = _cpu_ticks(instance)
+    before = _cpu_seconds(instance)
     time.sleep(window_s)
-    after = _cpu_ticks(instance)
+    after = _cpu_seconds(instance)
     by_kind: dict[str, float] = {}
     for pid, (kind, used) in after.items():
-        spent = used - before.get(pid, (kind, 0))[1]
-        by_kind[kind] = by_kind.get(kind, 0.0) + spent / ticks / window_s * 100
+        spent = used - before.get(pid, (kind, 0.0))[1]
+        by_kind[kind] = by_kind.get(kind, 0.0) + spent / window_s * 100
     return by_kind
 
 
-def _cpu_ticks(instance: str) -> dict[int, tuple[str, int]]:
-    """Per process: its kind and the user + system ticks it has used."""
+def _cpu_seconds(instance: str) -> dict[int, tuple[str, float]]:
+    """Per process: its kind and the user + system CPU seconds it has used."""
     found = {}
     for pid in processes_of(instance):
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            found[pid] = (kind_of(pid), int(fields[11]) + int(fields[12]))
-        except OSError:
+            times = psutil.Process(pid).cpu_times()
+            found[pid] = (kind_of(pid), times.user + times.system)
+        except psutil.Error:
             continue  # it ended meanwhile
     return found
 

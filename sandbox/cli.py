@@ -12,6 +12,7 @@ Usage:
   python -m sandbox ui [--host H] [--port P]  the live page, on 127.0.0.1:8566 by default
   python -m sandbox bench                  performance figures (embedded mode)
   python -m sandbox mutants [SLUG...|all]  run the documented mutants; exit 1 if any survives
+  python -m sandbox pull                   fetch every Docker image (then Docker mode runs offline)
 
 Environment: SANDBOX_MODE=docker|embedded|external, AWS_ENDPOINT_URL (default
 http://localhost:4566), SANDBOX_ALLOW_REMOTE_ENDPOINT=1 to allow a non-local endpoint.
@@ -122,6 +123,12 @@ def _try_lock(lock: IO[str]) -> bool:
 def cmd_down(_: argparse.Namespace) -> int:
     print(modes.choose().stop())
     PROVISIONED_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def cmd_pull(_: argparse.Namespace) -> int:
+    fetched = modes.pull()
+    print("Fetched: " + ", ".join(fetched) + ". Docker mode now starts without a network.")
     return 0
 
 
@@ -328,6 +335,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("up").set_defaults(run=cmd_up)
     sub.add_parser("down").set_defaults(run=cmd_down)
     sub.add_parser("status").set_defaults(run=cmd_status)
+    sub.add_parser("pull").set_defaults(run=cmd_pull)
     logs = sub.add_parser("logs")
     logs.add_argument("-f", "--follow", action="store_true")
     logs.set_defaults(run=cmd_logs)

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import logging
+import platform
 import re
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from sandbox import settings
+from sandbox import modes, settings
 from sandbox.aws import Aws
 
 LOG = logging.getLogger(__name__)
@@ -245,18 +246,25 @@ def _zip(folder: Path, files: list[Path], deps: Path | None) -> bytes:
 
 
 def _vendored_dependencies(requirements: Path) -> Path | None:
-    """pip-install a handler's requirements once per content, pinned by constraints.txt."""
+    """pip-install a handler's requirements once per content and target, pinned by
+    constraints.txt. Functions in Lambda containers (Docker mode) get Linux wheels for the
+    runtime's Python whatever this host is (a macOS build of a compiled package would not load
+    there); functions run as processes on this host get this host's."""
     if not requirements.is_file():
         return None
     constraints = settings.PROJECT_ROOT / "constraints.txt"
-    key = hashlib.sha256(requirements.read_bytes() + constraints.read_bytes()).hexdigest()[:16]
+    platform_args = lambda_container_pip_args() if modes.functions_in_docker() else []
+    key = hashlib.sha256(
+        requirements.read_bytes() + constraints.read_bytes() + " ".join(platform_args).encode()
+    ).hexdigest()[:16]
     target = BUILD_DIR / f"deps-{key}"
     if not target.is_dir():
         staging = BUILD_DIR / f"deps-{key}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
         done = subprocess.run(
-            [*pip, "--target", str(staging), "-r", str(requirements), "-c", str(constraints)],
+            [*pip, "--target", str(staging), *platform_args]
+            + ["-r", str(requirements), "-c", str(constraints)],
             capture_output=True,
             text=True,
         )
@@ -264,6 +272,32 @@ def _vendored_dependencies(requirements: Path) -> Path | None:
             raise RuntimeError(f"Installing {requirements} for packaging failed:\n{done.stderr}")
         staging.rename(target)
     return target
+
+
+def vendor_all_dependencies() -> list[Path]:
+    """Every handler's dependencies, installed ahead (the bootstrap image does this at build
+    time, so `docker compose up` provisions offline)."""
+    found = (_vendored_dependencies(path) for path in HANDLERS_DIR.glob("*/requirements.txt"))
+    return sorted({path for path in found if path is not None})
+
+
+def lambda_architecture() -> str:
+    """This machine's architecture in Lambda's words: functions are declared with it, so the
+    dependencies vendored for them and the runtime image LocalStack picks agree."""
+    return "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "x86_64"
+
+
+def lambda_container_pip_args() -> list[str]:
+    """pip options for wheels that load in AWS's Lambda image for LAMBDA_RUNTIME (AWS's own
+    advice for packaging: manylinux2014, binary only, the runtime's Python)."""
+    machine = "aarch64" if lambda_architecture() == "arm64" else "x86_64"
+    version = LAMBDA_RUNTIME.removeprefix("python")
+    return [
+        f"--platform=manylinux2014_{machine}",
+        f"--python-version={version}",
+        "--implementation=cp",
+        "--only-binary=:all:",
+    ]
 
 
 def ensure_function(
@@ -288,17 +322,22 @@ def ensure_function(
         "MemorySize": memory,
         "Environment": {"Variables": environment or {}},
     }
+    architectures = [lambda_architecture()]
     try:
         current = lambda_.get_function_configuration(FunctionName=name)
     except lambda_.exceptions.ResourceNotFoundException:
         role = ensure_role(aws, LAMBDA_ROLE, "lambda.amazonaws.com")
         arn = lambda_.create_function(
-            FunctionName=name, Role=role, Code={"ZipFile": code}, **config
+            FunctionName=name,
+            Role=role,
+            Code={"ZipFile": code},
+            Architectures=architectures,
+            **config,
         )["FunctionArn"]
         wait_for_function(lambda_, name)
         return arn
-    if current["CodeSha256"] != sha:
-        lambda_.update_function_code(FunctionName=name, ZipFile=code)
+    if current["CodeSha256"] != sha or current.get("Architectures") != architectures:
+        lambda_.update_function_code(FunctionName=name, ZipFile=code, Architectures=architectures)
         wait_for_function(lambda_, name)
     wanted = {**config, "Environment": config["Environment"]["Variables"]}
     have = {
@@ -319,7 +358,8 @@ def wait_for_function(lambda_: Any, name: str) -> None:
         config = lambda_.get_function_configuration(FunctionName=name)
         if "Failed" in (config.get("State"), config.get("LastUpdateStatus")):
             reason = config.get("StateReason") or config.get("LastUpdateStatusReason")
-            raise RuntimeError(f"Function {name} failed to deploy: {reason}")
+            advice = f" {modes.PULL_ADVICE}" if modes.functions_in_docker() else ""
+            raise RuntimeError(f"Function {name} failed to deploy: {reason}.{advice}")
         return bool(
             config.get("State") == "Active" and config.get("LastUpdateStatus") != "InProgress"
         )

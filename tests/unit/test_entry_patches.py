@@ -7,9 +7,14 @@ from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 
 import pytest
+
+pytest.importorskip(
+    "localstack",
+    reason="LocalStack is not installed on this host (Docker mode runs it in a container)",
+)
 from localstack.utils.patch import Patch
 
-from sandbox.embedded import entry
+from sandbox.embedded import entry, launcher
 
 
 @pytest.fixture
@@ -112,10 +117,10 @@ def test_payloads_over_lambdas_limits_are_refused(applied, invocation_type, limi
 
 
 def test_another_localstack_version_is_refused_with_a_clear_message(monkeypatch, capsys) -> None:
-    monkeypatch.setattr(entry.metadata, "version", lambda _name: "4.15.0")
+    monkeypatch.setattr(launcher.metadata, "version", lambda _name: "4.15.0")
     with pytest.raises(SystemExit) as exit_:
         entry.main()
     assert exit_.value.code == 2
     message = capsys.readouterr().err
-    assert "4.15.0" in message and entry.PATCHED_LOCALSTACK_VERSION in message
+    assert "4.15.0" in message and launcher.PATCHED_LOCALSTACK_VERSION in message
     assert "make deps" in message and "Traceback" not in message

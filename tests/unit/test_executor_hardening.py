@@ -14,6 +14,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+
+pytest.importorskip(
+    "localstack",
+    reason="LocalStack is not installed on this host (Docker mode runs it in a container)",
+)
 from localstack.services.lambda_.invocation.executor_endpoint import StatusErrorException
 
 from sandbox.executor import executor, protocol

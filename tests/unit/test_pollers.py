@@ -8,6 +8,11 @@ import time
 
 import pytest
 
+pytest.importorskip(
+    "localstack",
+    reason="LocalStack is not installed on this host (Docker mode runs it in a container)",
+)
+
 from sandbox.embedded import pollers
 
 

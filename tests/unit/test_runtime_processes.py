@@ -21,6 +21,11 @@ from typing import IO, Any
 
 import pytest
 
+pytest.importorskip(
+    "localstack",
+    reason="LocalStack is not installed on this host (Docker mode runs it in a container)",
+)
+
 from sandbox.executor import protocol
 
 EXECUTOR = Path(protocol.__file__).parent
