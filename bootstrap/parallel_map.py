@@ -59,7 +59,9 @@ def provision(aws: Aws) -> ParallelMap:
         worker,
         "parallel_map",
         environment={"TABLE_NAME": table, "WORK_SECONDS": "0.3"},
-        timeout=10,
+        # An item takes at most ~1 s; the margin is for a cold start on a loaded machine
+        # (the Map's Retry does not cover a timed-out item).
+        timeout=30,
     )
     state_machine = ensure_state_machine(
         aws,

@@ -97,7 +97,7 @@ def provision(aws: Aws) -> PriorityQueues:
         "priority_queues",
         handler="app.consumer_handler",
         environment=environment,
-        timeout=30,
+        timeout=60,  # a drain of ~50 messages, on a loaded machine
     )
     ensure_function(
         aws,

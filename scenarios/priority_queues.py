@@ -77,7 +77,7 @@ def high_arrives_mid_drain(
                 QueueUrl=resources.high.url,
                 MessageBody=json.dumps({"id": high_id, "priority": "high"}),
             )
-            error, drained = drain.result(timeout=60)
+            error, drained = drain.result(timeout=90)
         scenario.check("consumer error", expected=None, seen=error)
         stored = _stored(aws, resources.processed_table, [*normal_ids, high_id])
         order = sorted(stored, key=lambda item: item["seq"])

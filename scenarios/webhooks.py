@@ -217,7 +217,7 @@ def deliveries_end_delivered_or_failed(
             deliveries_now,
             until=lambda found: len(found) == sum(EXPECTED_DELIVERIES.values())
             and all(delivery["status"] in ("DELIVERED", "FAILED") for delivery in found),
-            timeout=60,
+            timeout=120,  # 3 attempts with their delays, on a loaded machine
             waiting_for="5 deliveries to finish",
         )
         by_path = {
