@@ -93,6 +93,7 @@ POISON = {
     "webhooks-outbound": Poison(NOT_JSON, "dispatch.parse_event: body is not JSON"),
     "webhooks-deliveries": Poison(NOT_JSON, "deliver.record_handler: json.loads of the job"),
     "webhooks-aggregate-delay": Poison(NOT_JSON, "aggregate.record_handler: json.loads"),
+    "websockets-jobs": Poison(NOT_JSON, "worker.record_handler: json.loads of the job"),
 }
 
 
