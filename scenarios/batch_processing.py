@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from bootstrap.batch_processing import BatchProcessing
@@ -24,19 +25,48 @@ from sandbox.harness import Scenario, await_value, holds_for, unique_name
 TOTAL, CHUNK_SIZE = 23, 5
 
 
-def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
-    sqs, s3 = aws.client("sqs"), aws.client("s3")
-    run_id = unique_name("batch")
+@dataclass(frozen=True)
+class Counters:
+    """What the handlers count: deliveries per message id, writes per record id."""
 
-    def attempts(message_id: str) -> int:
-        item = items.get(aws, resources.attempts_table, {"id": message_id}) or {}
+    aws: Aws
+    resources: BatchProcessing
+
+    def attempts(self, message_id: str) -> int:
+        item = items.get(self.aws, self.resources.attempts_table, {"id": message_id}) or {}
         return int(item.get("attempts", 0))
 
-    def writes(record_id: str) -> int:
-        item = items.get(aws, resources.records_table, {"id": record_id}) or {}
+    def writes(self, record_id: str) -> int:
+        item = items.get(self.aws, self.resources.records_table, {"id": record_id}) or {}
         return int(item.get("writes", 0))
 
+
+@dataclass(frozen=True)
+class Job:
+    """A Step Functions job over records in S3, and which of its records are valid."""
+
+    input: dict[str, Any]
+    valid_ids: list[str]
+    invalid_ids: list[str]
+
+
+def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
+    counters = Counters(aws, resources)
+    run_id = unique_name("batch")
     valid_ids = [f"{run_id}-sqs-{number}" for number in range(6)]
+    sqs_batch_retries_only_failed_records(scenario, counters, run_id, valid_ids)
+    redelivered_record_is_not_written_again(scenario, counters, valid_ids[0])
+    job = _upload_job(aws, resources, run_id)
+    job_processes_every_chunk(scenario, counters, job, run_id)
+    same_job_again_writes_nothing_twice(scenario, counters, job)
+    unusable_input_fails_through_the_catch(scenario, aws, resources, job)
+
+
+def sqs_batch_retries_only_failed_records(
+    scenario: Scenario, counters: Counters, run_id: str, valid_ids: list[str]
+) -> None:
+    aws, resources = counters.aws, counters.resources
+    sqs = aws.client("sqs")
     flaky_id = f"{run_id}-sqs-flaky"
     bad_body = f"not a record {run_id}"
     with scenario.step("An SQS batch with partial failures: only the failed records are retried"):
@@ -59,12 +89,14 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
         scenario.note(f"sent {len(valid_ids)} valid, 1 failing once (simulated), 1 malformed")
 
         await_value(
-            lambda: writes(flaky_id),
+            lambda: counters.writes(flaky_id),
             timeout=45,
             waiting_for="the record that failed once to be written on its retry",
         )
         scenario.check(
-            "the failing record's attempts", expected=2, seen=attempts(message_ids["flaky"])
+            "the failing record's attempts",
+            expected=2,
+            seen=counters.attempts(message_ids["flaky"]),
         )
         dead = await_value(
             lambda: observe.find(aws, resources.dlq.url, observe.with_body(bad_body)),
@@ -77,7 +109,7 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
         scenario.check(
             "the malformed message's attempts before the DLQ",
             expected=resources.max_receive_count,
-            seen=attempts(message_ids["bad"]),
+            seen=counters.attempts(message_ids["bad"]),
         )
         first_batch = items.get(aws, resources.attempts_table, {"id": message_ids["flaky"]}) or {}
         scenario.check_that(
@@ -86,47 +118,67 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
             expected="more than 1 (it failed alone, not its batch)",
             seen=first_batch.get("first_batch_size"),
         )
-        valid_attempts = [attempts(message_ids[f"v{number}"]) for number in range(len(valid_ids))]
+        valid_attempts = [
+            counters.attempts(message_ids[f"v{number}"]) for number in range(len(valid_ids))
+        ]
         scenario.check(
             "attempts of each valid record", expected=[1] * len(valid_ids), seen=valid_attempts
         )
         scenario.check(
             "writes of each valid record",
             expected=[1] * (len(valid_ids) + 1),
-            seen=[writes(record_id) for record_id in [*valid_ids, flaky_id]],
+            seen=[counters.writes(record_id) for record_id in [*valid_ids, flaky_id]],
         )
         observe.check_nothing_lost(
             scenario,
             aws,
             sent=len(entries),
-            processed=sum(writes(record_id) for record_id in [*valid_ids, flaky_id]),
+            processed=sum(counters.writes(record_id) for record_id in [*valid_ids, flaky_id]),
             dlq=resources.dlq,
             of_run=lambda message: run_id in message["Body"],
         )
 
+
+def redelivered_record_is_not_written_again(
+    scenario: Scenario, counters: Counters, record_id: str
+) -> None:
+    sqs = counters.aws.client("sqs")
     with scenario.step("A record delivered again is not written again (idempotency)"):
         again = sqs.send_message(
-            QueueUrl=resources.queue.url, MessageBody=json.dumps({"id": valid_ids[0], "amount": 0})
+            QueueUrl=counters.resources.queue.url,
+            MessageBody=json.dumps({"id": record_id, "amount": 0}),
         )["MessageId"]
-        await_value(lambda: attempts(again), timeout=45, waiting_for="the redelivered record")
-        holds_for(lambda: writes(valid_ids[0]), until=lambda n: n == 1, duration=2)
-        scenario.check(
-            "writes of the record delivered twice", expected=1, seen=writes(valid_ids[0])
+        await_value(
+            lambda: counters.attempts(again), timeout=45, waiting_for="the redelivered record"
         )
-        scenario.check("the second delivery's attempts", expected=1, seen=attempts(again))
+        holds_for(lambda: counters.writes(record_id), until=lambda writes: writes == 1, duration=2)
+        scenario.check(
+            "writes of the record delivered twice", expected=1, seen=counters.writes(record_id)
+        )
+        scenario.check("the second delivery's attempts", expected=1, seen=counters.attempts(again))
 
+
+def _upload_job(aws: Aws, resources: BatchProcessing, run_id: str) -> Job:
+    """Puts the job's records in S3; the job reads them from there."""
     records, invalid_ids = _job_records(run_id)
     key = f"{run_id}/input.json"
-    s3.put_object(Bucket=resources.bucket, Key=key, Body=json.dumps(records).encode())
-    job = {"bucket": resources.bucket, "key": key, "chunk_size": CHUNK_SIZE}
-    chunks = math.ceil(TOTAL / CHUNK_SIZE)
-    valid = [
+    aws.client("s3").put_object(Bucket=resources.bucket, Key=key, Body=json.dumps(records).encode())
+    valid_ids = [
         record["id"] for record in records if record.get("id") and record["id"] not in invalid_ids
     ]
+    job_input = {"bucket": resources.bucket, "key": key, "chunk_size": CHUNK_SIZE}
+    return Job(input=job_input, valid_ids=valid_ids, invalid_ids=invalid_ids)
+
+
+def job_processes_every_chunk(
+    scenario: Scenario, counters: Counters, job: Job, run_id: str
+) -> None:
+    aws, resources = counters.aws, counters.resources
+    chunks = math.ceil(TOTAL / CHUNK_SIZE)
     with scenario.step(
         f"Step Functions: {TOTAL} records at chunk size {CHUNK_SIZE} -> {chunks} chunks"
     ):
-        done = executions.run(aws, resources.state_machine_arn, job, timeout=60)
+        done = executions.run(aws, resources.state_machine_arn, job.input, timeout=60)
         scenario.check("execution", expected="SUCCEEDED", seen=done.status)
         scenario.check(
             "Map iterations in the history", expected=chunks, seen=done.count("MapIterationStarted")
@@ -138,7 +190,7 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
         scenario.check("records in the report", expected=TOTAL, seen=report["records"])
         scenario.check(
             "invalid records reported",
-            expected=sorted(invalid_ids),
+            expected=sorted(job.invalid_ids),
             seen=sorted(entry["id"] for entry in report["invalid"]),
         )
         scenario.note("reasons: " + "; ".join(entry["reason"] for entry in report["invalid"]))
@@ -157,27 +209,35 @@ def run(aws: Aws, resources: BatchProcessing, scenario: Scenario) -> None:
         )
         scenario.check(
             "valid records written once each",
-            expected=[1] * len(valid),
-            seen=[writes(record_id) for record_id in valid],
+            expected=[1] * len(job.valid_ids),
+            seen=[counters.writes(record_id) for record_id in job.valid_ids],
         )
         scenario.check(
             "invalid records written",
-            expected=[0] * len(invalid_ids),
-            seen=[writes(record_id) for record_id in invalid_ids],
+            expected=[0] * len(job.invalid_ids),
+            seen=[counters.writes(record_id) for record_id in job.invalid_ids],
         )
 
+
+def same_job_again_writes_nothing_twice(scenario: Scenario, counters: Counters, job: Job) -> None:
     with scenario.step("The same job run again writes nothing twice"):
-        again_done = executions.run(aws, resources.state_machine_arn, job, timeout=60)
+        again_done = executions.run(
+            counters.aws, counters.resources.state_machine_arn, job.input, timeout=60
+        )
         scenario.check("execution", expected="SUCCEEDED", seen=again_done.status)
         scenario.check(
             "valid records still written once",
-            expected=[1] * len(valid),
-            seen=[writes(record_id) for record_id in valid],
+            expected=[1] * len(job.valid_ids),
+            seen=[counters.writes(record_id) for record_id in job.valid_ids],
         )
 
+
+def unusable_input_fails_through_the_catch(
+    scenario: Scenario, aws: Aws, resources: BatchProcessing, job: Job
+) -> None:
     with scenario.step("An unusable input (chunk size 0) fails through the Catch, saying why"):
         failed = executions.run(
-            aws, resources.state_machine_arn, {**job, "chunk_size": 0}, timeout=60
+            aws, resources.state_machine_arn, {**job.input, "chunk_size": 0}, timeout=60
         )
         scenario.check("execution", expected="FAILED", seen=failed.status)
         scenario.check("error", expected="InvalidInput", seen=failed.error)

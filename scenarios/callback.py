@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from bootstrap.callback import Callback
@@ -21,10 +22,27 @@ from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
-def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
-    sfn = aws.client("stepfunctions")
-    run_id = unique_name("cb")
+@dataclass(frozen=True)
+class Dispatched:
+    """The three orders' executions and the task tokens their work messages carried, by kind."""
 
+    executions: dict[str, str]
+    tokens: dict[str, str]
+
+
+def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
+    run_id = unique_name("cb")
+    input_without_order_id_fails(scenario, aws, resources, run_id)
+    dispatched = worker_receives_three_orders(scenario, aws, resources, run_id)
+    approved = heartbeats_keep_the_task_running(scenario, aws, resources, dispatched)
+    job_api_is_polled_until_done(scenario, resources, approved)
+    task_failure_goes_to_the_catch(scenario, aws, dispatched.executions["rejected"])
+    task_without_heartbeat_times_out(scenario, aws, resources, dispatched.executions["abandoned"])
+
+
+def input_without_order_id_fails(
+    scenario: Scenario, aws: Aws, resources: Callback, run_id: str
+) -> None:
     with scenario.step("Input without an orderId fails in 'Invalid Order'"):
         done = executions.run(aws, resources.state_machine, {"order": run_id})
         scenario.note(f"entered: {' → '.join(done.entered)}")
@@ -35,6 +53,11 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
             "tasks scheduled (no work sent)", expected=0, seen=done.count("TaskScheduled")
         )
 
+
+def worker_receives_three_orders(
+    scenario: Scenario, aws: Aws, resources: Callback, run_id: str
+) -> Dispatched:
+    sfn = aws.client("stepfunctions")
     orders = {kind: f"{run_id}-{kind}" for kind in ("approved", "rejected", "abandoned")}
     with scenario.step(
         "Three orders are dispatched; the worker rejects one at once, abandons one and "
@@ -77,15 +100,23 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
         )
         tokens = {kind: inbox[order]["taskToken"] for kind, order in orders.items()}
         scenario.check("messages received", expected=sorted(orders.values()), seen=sorted(inbox))
+        return Dispatched(executions=started, tokens=tokens)
 
+
+def heartbeats_keep_the_task_running(
+    scenario: Scenario, aws: Aws, resources: Callback, dispatched: Dispatched
+) -> executions.Execution:
+    """Returns the approved order's finished execution."""
+    sfn = aws.client("stepfunctions")
+    token, execution_arn = dispatched.tokens["approved"], dispatched.executions["approved"]
     with scenario.step(
         f"With heartbeats the execution stays RUNNING past HeartbeatSeconds "
         f"{resources.heartbeat_seconds} until the token returns"
     ):
 
         def heartbeat_and_status() -> executions.Execution:
-            sfn.send_task_heartbeat(taskToken=tokens["approved"])
-            return executions.read(aws, started["approved"])
+            sfn.send_task_heartbeat(taskToken=token)
+            return executions.read(aws, execution_arn)
 
         held = holds_for(
             heartbeat_and_status,
@@ -99,16 +130,21 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
         )
         scenario.check("state it waits in", expected="Dispatch To Worker", seen=held.entered[-1])
         sfn.send_task_success(
-            taskToken=tokens["approved"], output=json.dumps({"approved": True, "by": "worker"})
+            taskToken=token, output=json.dumps({"approved": True, "by": "worker"})
         )
         scenario.note("SendTaskSuccess sent")
-        done = executions.finish(aws, started["approved"], timeout=30)
+        done = executions.finish(aws, execution_arn, timeout=30)
         scenario.note(f"entered: {' → '.join(done.entered)}")
         scenario.check("status", expected="SUCCEEDED", seen=done.status)
         scenario.check(
             "worker's answer in the output", expected=True, seen=done.output["worker"]["approved"]
         )
+        return done
 
+
+def job_api_is_polled_until_done(
+    scenario: Scenario, resources: Callback, done: executions.Execution
+) -> None:
     with scenario.step(
         f"The job API is polled (Wait + Choice) until DONE ({resources.polls_until_done} polls)"
     ):
@@ -125,8 +161,10 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
         )
         scenario.check("last state entered", expected="Order Complete", seen=done.entered[-1])
 
+
+def task_failure_goes_to_the_catch(scenario: Scenario, aws: Aws, execution_arn: str) -> None:
     with scenario.step("SendTaskFailure goes to the Catch ('Worker Rejected')"):
-        done = executions.finish(aws, started["rejected"], timeout=30)
+        done = executions.finish(aws, execution_arn, timeout=30)
         scenario.note(f"entered: {' → '.join(done.entered)}")
         scenario.check("status", expected="FAILED", seen=done.status)
         scenario.check("error", expected="OrderRejected", seen=done.error)
@@ -147,8 +185,12 @@ def run(aws: Aws, resources: Callback, scenario: Scenario) -> None:
         )
         scenario.check("job started", expected=False, seen="Start Job" in done.entered)
 
+
+def task_without_heartbeat_times_out(
+    scenario: Scenario, aws: Aws, resources: Callback, execution_arn: str
+) -> None:
     with scenario.step("A worker that takes the task and sends no heartbeat times out"):
-        done = executions.finish(aws, started["abandoned"], timeout=30)
+        done = executions.finish(aws, execution_arn, timeout=30)
         scenario.note(f"entered: {' → '.join(done.entered)}")
         scenario.check("status", expected="FAILED", seen=done.status)
         scenario.check("error", expected="WorkerLost", seen=done.error)

@@ -20,37 +20,58 @@ from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
 
 
-def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
-    run_id = unique_name("cb")
-    group = f"/aws/lambda/{resources.service_function}"
+class Breaker:
+    """The pattern as the scenario inspects it: the circuit, the service's counter and log."""
 
-    def circuit() -> dict[str, Any]:
+    def __init__(self, aws: Aws, resources: CircuitBreaker) -> None:
+        self.aws, self.resources = aws, resources
+
+    def circuit(self) -> dict[str, Any]:
         """The circuit as the workflow sees it (the same function it asks)."""
         answer: dict[str, Any] = observe.invoke(
-            aws, resources.circuit_function, {"action": "get", "service": resources.circuit_key}
+            self.aws,
+            self.resources.circuit_function,
+            {"action": "get", "service": self.resources.circuit_key},
         )
         return answer
 
-    def calls(caller: str) -> dict[str, Any]:
-        item = items.get(aws, resources.calls_table, {"caller": caller}) or {}
+    def calls(self, caller: str) -> dict[str, Any]:
+        item = items.get(self.aws, self.resources.calls_table, {"caller": caller}) or {}
         return {
             "calls": item.get("calls", 0),
             "requestIds": sorted(item.get("requestIds", [])),
         }
 
-    def report_lines() -> list[str]:
-        found = observe.log_lines(aws, resources.service_function, "REPORT RequestId:")
+    def report_lines(self) -> list[str]:
+        found = observe.log_lines(self.aws, self.resources.service_function, "REPORT RequestId:")
         return [line for line in found if line.startswith("REPORT RequestId:")]
 
+
+def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
+    breaker = Breaker(aws, resources)
+    run_id = unique_name("cb")
+    circuit_starts_closed(scenario, breaker)
+    malformed_request_leaves_the_circuit_closed(scenario, breaker, run_id)
+    report_lines_when_open = failing_service_is_retried_then_opens(scenario, breaker, run_id)
+    next_run_fails_fast(scenario, breaker, run_id, baseline=report_lines_when_open)
+    calls_go_through_after_the_expiry(scenario, breaker, run_id)
+
+
+def circuit_starts_closed(scenario: Scenario, breaker: Breaker) -> None:
     with scenario.step("The circuit starts closed"):
         await_value(
-            circuit,
+            breaker.circuit,
             until=lambda state: state.get("state") == "CLOSED",
-            timeout=resources.open_seconds + 20,
+            timeout=breaker.resources.open_seconds + 20,
             waiting_for="the circuit to be closed",
         )
         scenario.note("the circuit is CLOSED (an earlier run's circuit has expired)")
 
+
+def malformed_request_leaves_the_circuit_closed(
+    scenario: Scenario, breaker: Breaker, run_id: str
+) -> None:
+    aws, resources = breaker.aws, breaker.resources
     with scenario.step(
         "A malformed request fails in 'Request Rejected' and leaves the circuit closed"
     ):
@@ -70,8 +91,12 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
         scenario.check(
             "'Open Circuit' entered", expected=False, seen="Open Circuit" in done.entered
         )
-        scenario.check("circuit", expected="CLOSED", seen=circuit()["state"])
+        scenario.check("circuit", expected="CLOSED", seen=breaker.circuit()["state"])
 
+
+def failing_service_is_retried_then_opens(scenario: Scenario, breaker: Breaker, run_id: str) -> int:
+    """Returns how many REPORT lines the service's log group holds once the circuit is open."""
+    aws, resources = breaker.aws, breaker.resources
     with scenario.step(
         f"A failing service is retried ({resources.service_attempts} calls), then OPENs"
     ):
@@ -87,13 +112,13 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
             seen=done.tasks_for(resources.service_function),
         )
         scenario.check("'Open Circuit' entered", expected=True, seen="Open Circuit" in done.entered)
-        counted = calls(failing)
+        counted = breaker.calls(failing)
         scenario.check(
             "service invocations it counted",
             expected=resources.service_attempts,
             seen=counted["calls"],
         )
-        state = circuit()
+        state = breaker.circuit()
         scenario.check("circuit", expected="OPEN", seen=state["state"])
         expires = datetime.fromisoformat(state["expiresAt"])
         scenario.check_that(
@@ -105,17 +130,24 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
         # Every invocation so far has its REPORT line before we take the baseline.
         await_value(
             lambda: all(
-                any(rid in line for line in report_lines()) for rid in counted["requestIds"]
+                any(request_id in line for line in breaker.report_lines())
+                for request_id in counted["requestIds"]
             ),
             timeout=20,
             waiting_for="the REPORT lines of the failing calls",
         )
-        baseline = len(report_lines())
-        scenario.note(f"{baseline} REPORT lines in {group} so far")
+        baseline = len(breaker.report_lines())
+        scenario.note(f"{baseline} REPORT lines in /aws/lambda/{resources.service_function} so far")
+        return baseline
 
+
+def next_run_fails_fast(scenario: Scenario, breaker: Breaker, run_id: str, baseline: int) -> None:
+    aws, resources = breaker.aws, breaker.resources
     with scenario.step("The next run fails fast in 'Circuit Open' without invoking the service"):
         blocked = f"{run_id}-blocked"
-        scenario.check("circuit as the run starts", expected="OPEN", seen=circuit()["state"])
+        scenario.check(
+            "circuit as the run starts", expected="OPEN", seen=breaker.circuit()["state"]
+        )
         done = executions.run(
             aws, resources.state_machine, {"caller": blocked, "request": {"n": 1}}
         )
@@ -128,13 +160,22 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
         scenario.check(
             "service tasks scheduled", expected=0, seen=done.tasks_for(resources.service_function)
         )
-        scenario.check("service invocations it counted", expected=0, seen=calls(blocked)["calls"])
-        lines = holds_for(lambda: len(report_lines()), until=lambda n: n == baseline, duration=1.5)
+        scenario.check(
+            "service invocations it counted", expected=0, seen=breaker.calls(blocked)["calls"]
+        )
+        lines = holds_for(
+            lambda: len(breaker.report_lines()),
+            until=lambda count: count == baseline,
+            duration=1.5,
+        )
         scenario.check("REPORT lines in the service's log group", expected=baseline, seen=lines)
 
+
+def calls_go_through_after_the_expiry(scenario: Scenario, breaker: Breaker, run_id: str) -> None:
+    aws, resources = breaker.aws, breaker.resources
     with scenario.step(f"After the expiry ({resources.open_seconds} s) calls go through again"):
         await_value(
-            circuit,
+            breaker.circuit,
             until=lambda state: state.get("state") == "CLOSED",
             timeout=resources.open_seconds + 20,
             waiting_for="the circuit to expire",
@@ -147,7 +188,9 @@ def run(aws: Aws, resources: CircuitBreaker, scenario: Scenario) -> None:
         scenario.check(
             "service tasks scheduled", expected=1, seen=done.tasks_for(resources.service_function)
         )
-        scenario.check("service invocations it counted", expected=1, seen=calls(healed)["calls"])
+        scenario.check(
+            "service invocations it counted", expected=1, seen=breaker.calls(healed)["calls"]
+        )
         scenario.check(
             "answer", expected="served ['n']", seen=done.output["service"]["response"]["answer"]
         )
