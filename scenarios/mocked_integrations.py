@@ -88,18 +88,14 @@ EXPECTED: dict[str, Expected] = {
 
 def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
     run_id = unique_name("mi")
-    queues = {
-        "follow-up queue": resources.followups.url,
-        "alerts topic's queue": resources.alerts.url,
-    }
+    mock_config_has_a_case_per_path(scenario, resources)
+    logged_before = real_resources_are_quiet(scenario, aws, resources)
+    every_case_yields_its_history(scenario, aws, resources, run_id)
+    mocked_services_were_not_called(scenario, aws, resources, run_id, logged_before)
+    plain_arn_calls_the_real_services(scenario, aws, resources, run_id)
 
-    def lead(case: str, **changes: Any) -> dict[str, Any]:
-        base = {"leadId": f"{run_id}-{case}", "email": "buyer@acme.example", "employees": 120}
-        return {**base, "company": "Acme", **changes}
 
-    def item(lead_id: str) -> items.Item | None:
-        return items.get(aws, resources.table, {"leadId": lead_id})
-
+def mock_config_has_a_case_per_path(scenario: Scenario, resources: MockedIntegrations) -> None:
     with scenario.step(
         "The mock config defines a test case per path, each with an expected history"
     ):
@@ -115,18 +111,31 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
                 f"{case}: " + ", ".join(f"{state} -> {mock}" for state, mock in mocks.items())
             )
 
+
+def real_resources_are_quiet(
+    scenario: Scenario, aws: Aws, resources: MockedIntegrations
+) -> list[str]:
+    """Returns the function's log lines so far, to tell new ones apart later."""
     with scenario.step("Baseline: the real resources are quiet"):
-        drained = {name: len(drain(aws, url)) for name, url in queues.items()}
+        drained = {name: len(drain(aws, url)) for name, url in _queues(resources).items()}
         scenario.note(f"drained leftovers of earlier runs: {drained}")
         logged_before = log_lines(aws, resources.function)
         scenario.note(f"{len(logged_before)} lines in /aws/lambda/{resources.function} so far")
+        return logged_before
 
+
+def every_case_yields_its_history(
+    scenario: Scenario, aws: Aws, resources: MockedIntegrations, run_id: str
+) -> None:
     with scenario.step(
         f"{len(EXPECTED)} test cases, started together, each yield their expected history"
     ):
         started = {
             case: executions.start(
-                aws, f"{resources.state_machine}#{case}", lead(case), name=f"{run_id}-{case}"
+                aws,
+                f"{resources.state_machine}#{case}",
+                _lead(run_id, case),
+                name=f"{run_id}-{case}",
             )
             for case in EXPECTED
         }
@@ -153,11 +162,19 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
             seen=done["RetryPath"].output.get("check"),
         )
 
+
+def mocked_services_were_not_called(
+    scenario: Scenario,
+    aws: Aws,
+    resources: MockedIntegrations,
+    run_id: str,
+    logged_before: list[str],
+) -> None:
     with scenario.step("The mocked services were not called"):
-        stored = [case for case in EXPECTED if item(f"{run_id}-{case}")]
+        stored = [case for case in EXPECTED if _item(aws, resources, f"{run_id}-{case}")]
         scenario.check(f"items of this run in {resources.table}", expected=[], seen=stored)
-        for name, url in queues.items():
-            left = holds_for(partial(depth, aws, url), until=lambda n: n == 0, duration=2)
+        for name, url in _queues(resources).items():
+            left = holds_for(partial(depth, aws, url), until=lambda count: count == 0, duration=2)
             scenario.check(f"messages in the {name}", expected=0, seen=left)
         logged_after = log_lines(aws, resources.function)
         scenario.check(
@@ -166,8 +183,13 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
             seen=logged_after[len(logged_before) :],
         )
 
+
+def plain_arn_calls_the_real_services(
+    scenario: Scenario, aws: Aws, resources: MockedIntegrations, run_id: str
+) -> None:
     with scenario.step("The plain ARN (no test case) calls the real services, for the difference"):
-        good, bad = lead("real"), lead("real-bad", email="not-an-address")
+        good = _lead(run_id, "real")
+        bad = _lead(run_id, "real-bad", email="not-an-address")
         started = {
             "good": executions.start(aws, resources.state_machine, good, name=f"{run_id}-real"),
             "bad": executions.start(aws, resources.state_machine, bad, name=f"{run_id}-real-bad"),
@@ -185,7 +207,7 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
             expected=42,
             seen=real.output["check"]["score"],
         )
-        stored_item = item(good["leadId"]) or {}
+        stored_item = _item(aws, resources, good["leadId"]) or {}
         scenario.check(
             "good lead: item in the table",
             expected=42,
@@ -218,3 +240,20 @@ def run(aws: Aws, resources: MockedIntegrations, scenario: Scenario) -> None:
             seen=json.loads(alert["Body"])["error"],
         )
         check_logged(scenario, aws, resources.function, good["leadId"], "Checked lead")
+
+
+def _queues(resources: MockedIntegrations) -> dict[str, str]:
+    """The queues where the real services' messages would land, by name."""
+    return {
+        "follow-up queue": resources.followups.url,
+        "alerts topic's queue": resources.alerts.url,
+    }
+
+
+def _lead(run_id: str, case: str, **changes: Any) -> dict[str, Any]:
+    base = {"leadId": f"{run_id}-{case}", "email": "buyer@acme.example", "employees": 120}
+    return {**base, "company": "Acme", **changes}
+
+
+def _item(aws: Aws, resources: MockedIntegrations, lead_id: str) -> items.Item | None:
+    return items.get(aws, resources.table, {"leadId": lead_id})

@@ -34,52 +34,36 @@ GOOD, MIDDLING, POOR = ("0500", 800), ("0300", 600), ("0050", 350)
 AMOUNT, BIG_AMOUNT, TERM = 300_000, 800_000, 30
 
 
+Finished = dict[tuple[str, str], executions.Execution]  # by (variant, applicant)
+
+
 def run(aws: Aws, resources: ScatterGather, scenario: Scenario) -> None:
-    sqs = aws.client("sqs")
     prefix = f"{random.randint(100, 999)}-{random.randint(10, 99)}"  # a new applicant per run
+    done, bad_reply = applications_start_at_once(scenario, aws, resources, prefix)
+    recipient_list_good_applicant(scenario, resources, done[("recipient", "good")])
+    recipient_list_big_loan(scenario, resources, done[("recipient", "big")])
+    recipient_list_middling_applicant(scenario, resources, done[("recipient", "middling")])
+    recipient_list_poor_applicant(scenario, resources, done[("recipient", "poor")])
+    recipient_list_invalid_application(scenario, resources, done[("recipient", "invalid")])
+    pubsub_every_bank_replies(scenario, aws, resources, done[("pubsub", "good")])
+    pubsub_timeout_returns_what_was_gathered(scenario, aws, resources, done[("pubsub", "middling")])
+    pubsub_poor_applicant(scenario, done[("pubsub", "poor")])
+    pubsub_invalid_application(scenario, aws, resources, done[("pubsub", "invalid")])
+    malformed_reply_is_dead_lettered(scenario, aws, resources, bad_reply)
 
-    def application(last_four: str, amount: int = AMOUNT) -> dict[str, Any]:
-        return {"SSN": f"{prefix}-{last_four}", "Amount": amount, "Term": TERM}
 
-    def eligible(score: int, amount: int = AMOUNT) -> list[str]:
-        return sorted(
-            bank.bank_id
-            for bank in resources.banks
-            if score >= bank.min_credit_score and amount <= bank.max_loan_amount
-        )
-
-    def banks_asked(done: executions.Execution) -> list[str]:
-        """Bank functions the recipient list scheduled a task for (from the history)."""
-        return sorted(
-            bank.bank_id for bank in resources.banks for _ in range(done.tasks_for(bank.function))
-        )
-
-    def quoted_by(done: executions.Execution) -> list[str]:
-        return sorted(quote["bankId"] for quote in done.output["Quotes"])
-
-    def record(done: executions.Execution) -> items.Item | None:
-        request_id = done.arn.rsplit(":", 1)[-1]
-        return items.get(aws, resources.quotes_table, {"requestId": request_id})
-
-    invalid = {"SSN": "not-an-ssn", "Amount": -5, "Term": TERM}
-    cases = {
-        ("recipient", "good"): (resources.recipient_list, application(GOOD[0])),
-        ("recipient", "big"): (resources.recipient_list, application(GOOD[0], BIG_AMOUNT)),
-        ("recipient", "middling"): (resources.recipient_list, application(MIDDLING[0])),
-        ("recipient", "poor"): (resources.recipient_list, application(POOR[0])),
-        ("recipient", "invalid"): (resources.recipient_list, invalid),
-        ("pubsub", "good"): (resources.pubsub, application(GOOD[0])),
-        ("pubsub", "middling"): (resources.pubsub, application(MIDDLING[0])),
-        ("pubsub", "poor"): (resources.pubsub, application(POOR[0])),
-        ("pubsub", "invalid"): (resources.pubsub, invalid),
-    }
+def applications_start_at_once(
+    scenario: Scenario, aws: Aws, resources: ScatterGather, prefix: str
+) -> tuple[Finished, str]:
+    """Returns the finished executions by (variant, applicant), and the bad reply sent."""
     with scenario.step("Nine loan applications start at once (both variants)"):
         started = {
-            key: executions.start(aws, arn, payload) for key, (arn, payload) in cases.items()
+            key: executions.start(aws, arn, payload)
+            for key, (arn, payload) in _applications(resources, prefix).items()
         }
         # A bad reply travels with them: the aggregator must dead-letter it, not lose it.
         bad_reply = json.dumps({"RequestId": f"{prefix}-bad", "Quote": "not a quote"})
-        sqs.send_message(QueueUrl=resources.quotes_queue.url, MessageBody=bad_reply)
+        aws.client("sqs").send_message(QueueUrl=resources.quotes_queue.url, MessageBody=bad_reply)
         scenario.note(
             f"applicant SSNs {prefix}-NNNN; good = score {GOOD[1]}, middling = "
             f"{MIDDLING[1]}, poor = {POOR[1]}; banks: "
@@ -89,63 +73,105 @@ def run(aws: Aws, resources: ScatterGather, scenario: Scenario) -> None:
         done = {key: executions.finish(aws, arn, timeout=timeout) for key, arn in started.items()}
         for (variant, who), execution in done.items():
             scenario.note(f"{variant}/{who}: {execution.status} — {' → '.join(execution.entered)}")
+        return done, bad_reply
 
+
+def recipient_list_good_applicant(
+    scenario: Scenario, resources: ScatterGather, good: executions.Execution
+) -> None:
     with scenario.step("Recipient list: a good applicant gets a quote from every eligible bank"):
-        good = done[("recipient", "good")]
         scenario.check("status", expected="SUCCEEDED", seen=good.status)
-        scenario.check("banks asked", expected=eligible(GOOD[1]), seen=banks_asked(good))
-        scenario.check("banks that quoted", expected=eligible(GOOD[1]), seen=quoted_by(good))
+        scenario.check(
+            "banks asked",
+            expected=_eligible(resources, GOOD[1]),
+            seen=_banks_asked(resources, good),
+        )
+        scenario.check(
+            "banks that quoted", expected=_eligible(resources, GOOD[1]), seen=_quoted_by(good)
+        )
         scenario.note(f"quotes: {good.output['Quotes']}")
 
+
+def recipient_list_big_loan(
+    scenario: Scenario, resources: ScatterGather, big: executions.Execution
+) -> None:
     with scenario.step("Recipient list: a loan above some banks' limits is quoted by the others"):
-        big = done[("recipient", "big")]
         scenario.check("status", expected="SUCCEEDED", seen=big.status)
-        scenario.check("banks asked (by score)", expected=eligible(GOOD[1]), seen=banks_asked(big))
         scenario.check(
-            "banks that quoted", expected=eligible(GOOD[1], BIG_AMOUNT), seen=quoted_by(big)
+            "banks asked (by score)",
+            expected=_eligible(resources, GOOD[1]),
+            seen=_banks_asked(resources, big),
+        )
+        scenario.check(
+            "banks that quoted",
+            expected=_eligible(resources, GOOD[1], BIG_AMOUNT),
+            seen=_quoted_by(big),
         )
 
+
+def recipient_list_middling_applicant(
+    scenario: Scenario, resources: ScatterGather, middling: executions.Execution
+) -> None:
     with scenario.step(
         "Recipient list: a middling applicant is sent only to the banks it qualifies for"
     ):
-        middling = done[("recipient", "middling")]
         scenario.check("status", expected="SUCCEEDED", seen=middling.status)
-        scenario.check("banks asked", expected=eligible(MIDDLING[1]), seen=banks_asked(middling))
         scenario.check(
-            "banks that quoted", expected=eligible(MIDDLING[1]), seen=quoted_by(middling)
+            "banks asked",
+            expected=_eligible(resources, MIDDLING[1]),
+            seen=_banks_asked(resources, middling),
+        )
+        scenario.check(
+            "banks that quoted",
+            expected=_eligible(resources, MIDDLING[1]),
+            seen=_quoted_by(middling),
         )
 
+
+def recipient_list_poor_applicant(
+    scenario: Scenario, resources: ScatterGather, poor: executions.Execution
+) -> None:
     with scenario.step("Recipient list: a poor applicant gets no quote and the execution succeeds"):
-        poor = done[("recipient", "poor")]
         scenario.check("status", expected="SUCCEEDED", seen=poor.status)
-        scenario.check("banks asked", expected=[], seen=banks_asked(poor))
+        scenario.check("banks asked", expected=[], seen=_banks_asked(resources, poor))
         scenario.check("quotes", expected=[], seen=poor.output["Quotes"])
 
+
+def recipient_list_invalid_application(
+    scenario: Scenario, resources: ScatterGather, bad: executions.Execution
+) -> None:
     with scenario.step("Recipient list: an invalid application fails in 'Invalid Application'"):
-        bad = done[("recipient", "invalid")]
         scenario.check("status", expected="FAILED", seen=bad.status)
         scenario.check("error", expected="InvalidApplication", seen=bad.error)
         scenario.check("last state entered", expected="Invalid Application", seen=bad.entered[-1])
-        scenario.check("banks asked", expected=[], seen=banks_asked(bad))
+        scenario.check("banks asked", expected=[], seen=_banks_asked(resources, bad))
 
+
+def pubsub_every_bank_replies(
+    scenario: Scenario, aws: Aws, resources: ScatterGather, good: executions.Execution
+) -> None:
     with scenario.step("Pub-sub: every bank replies and the aggregator resumes the workflow"):
-        good = done[("pubsub", "good")]
         scenario.check("status", expected="SUCCEEDED", seen=good.status)
-        scenario.check("banks that quoted", expected=eligible(GOOD[1]), seen=quoted_by(good))
+        scenario.check(
+            "banks that quoted", expected=_eligible(resources, GOOD[1]), seen=_quoted_by(good)
+        )
         scenario.check("complete (SendTaskSuccess)", expected=True, seen=good.output["Complete"])
         scenario.check("timed out", expected=0, seen=good.count("TaskTimedOut"))
         scenario.check(
             "timeout path taken", expected=False, seen="Get Gathered Quotes" in good.entered
         )
-        stored = record(good) or {}
+        stored = _record(aws, resources, good) or {}
         scenario.check("quotes stored", expected=len(resources.banks), seen=len(stored["quotes"]))
         scenario.check("completed flag", expected=True, seen=stored.get("completed"))
 
+
+def pubsub_timeout_returns_what_was_gathered(
+    scenario: Scenario, aws: Aws, resources: ScatterGather, middling: executions.Execution
+) -> None:
     with scenario.step(
         f"Pub-sub: too few replies, so after {resources.gather_timeout_seconds} s the timeout path "
         "returns what was gathered"
     ):
-        middling = done[("pubsub", "middling")]
         scenario.check("status", expected="SUCCEEDED", seen=middling.status)
         scenario.check("timed out", expected=1, seen=middling.count("TaskTimedOut"))
         scenario.check(
@@ -154,30 +180,42 @@ def run(aws: Aws, resources: ScatterGather, scenario: Scenario) -> None:
             seen="Get Gathered Quotes" in middling.entered,
         )
         scenario.check(
-            "banks that quoted", expected=eligible(MIDDLING[1]), seen=quoted_by(middling)
+            "banks that quoted",
+            expected=_eligible(resources, MIDDLING[1]),
+            seen=_quoted_by(middling),
         )
         scenario.check("complete", expected=False, seen=middling.output["Complete"])
-        stored = record(middling) or {}
+        stored = _record(aws, resources, middling) or {}
         scenario.check(
-            "quotes stored", expected=len(eligible(MIDDLING[1])), seen=len(stored["quotes"])
+            "quotes stored",
+            expected=len(_eligible(resources, MIDDLING[1])),
+            seen=len(stored["quotes"]),
         )
 
+
+def pubsub_poor_applicant(scenario: Scenario, poor: executions.Execution) -> None:
     with scenario.step("Pub-sub: a poor applicant gets no quote and the execution succeeds"):
-        poor = done[("pubsub", "poor")]
         scenario.check("status", expected="SUCCEEDED", seen=poor.status)
         scenario.check("timed out", expected=1, seen=poor.count("TaskTimedOut"))
         scenario.check("quotes", expected=[], seen=poor.output["Quotes"])
 
+
+def pubsub_invalid_application(
+    scenario: Scenario, aws: Aws, resources: ScatterGather, bad: executions.Execution
+) -> None:
     with scenario.step("Pub-sub: an invalid application fails before anything is recorded or sent"):
-        bad = done[("pubsub", "invalid")]
         scenario.check("status", expected="FAILED", seen=bad.status)
         scenario.check("error", expected="InvalidApplication", seen=bad.error)
         scenario.check("last state entered", expected="Invalid Application", seen=bad.entered[-1])
-        scenario.check("quote request recorded", expected=None, seen=record(bad))
+        scenario.check("quote request recorded", expected=None, seen=_record(aws, resources, bad))
         scenario.check(
             "'Request Quotes' entered", expected=False, seen="Request Quotes" in bad.entered
         )
 
+
+def malformed_reply_is_dead_lettered(
+    scenario: Scenario, aws: Aws, resources: ScatterGather, bad_reply: str
+) -> None:
     with scenario.step(
         "A malformed reply is retried, then dead-lettered "
         f"(maxReceiveCount={resources.max_receive_count})"
@@ -194,3 +232,49 @@ def run(aws: Aws, resources: ScatterGather, scenario: Scenario) -> None:
             expected=None,
             seen=observe.find(aws, resources.quotes_queue.url, observe.with_body(bad_reply)),
         )
+
+
+def _applications(
+    resources: ScatterGather, prefix: str
+) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+    """(state machine, input) by (variant, applicant)."""
+
+    def application(last_four: str, amount: int = AMOUNT) -> dict[str, Any]:
+        return {"SSN": f"{prefix}-{last_four}", "Amount": amount, "Term": TERM}
+
+    invalid = {"SSN": "not-an-ssn", "Amount": -5, "Term": TERM}
+    return {
+        ("recipient", "good"): (resources.recipient_list, application(GOOD[0])),
+        ("recipient", "big"): (resources.recipient_list, application(GOOD[0], BIG_AMOUNT)),
+        ("recipient", "middling"): (resources.recipient_list, application(MIDDLING[0])),
+        ("recipient", "poor"): (resources.recipient_list, application(POOR[0])),
+        ("recipient", "invalid"): (resources.recipient_list, invalid),
+        ("pubsub", "good"): (resources.pubsub, application(GOOD[0])),
+        ("pubsub", "middling"): (resources.pubsub, application(MIDDLING[0])),
+        ("pubsub", "poor"): (resources.pubsub, application(POOR[0])),
+        ("pubsub", "invalid"): (resources.pubsub, invalid),
+    }
+
+
+def _eligible(resources: ScatterGather, score: int, amount: int = AMOUNT) -> list[str]:
+    return sorted(
+        bank.bank_id
+        for bank in resources.banks
+        if score >= bank.min_credit_score and amount <= bank.max_loan_amount
+    )
+
+
+def _banks_asked(resources: ScatterGather, done: executions.Execution) -> list[str]:
+    """Bank functions the recipient list scheduled a task for (from the history)."""
+    return sorted(
+        bank.bank_id for bank in resources.banks for _ in range(done.tasks_for(bank.function))
+    )
+
+
+def _quoted_by(done: executions.Execution) -> list[str]:
+    return sorted(quote["bankId"] for quote in done.output["Quotes"])
+
+
+def _record(aws: Aws, resources: ScatterGather, done: executions.Execution) -> items.Item | None:
+    request_id = done.arn.rsplit(":", 1)[-1]
+    return items.get(aws, resources.quotes_table, {"requestId": request_id})

@@ -29,12 +29,17 @@ from sandbox.observe import (
 
 
 def run(aws: Aws, resources: ScheduledIngest, scenario: Scenario) -> None:
-    events, sqs = aws.client("events"), aws.client("sqs")
     run_id = unique_name("run")
+    schedule_rule_targets_the_queue(scenario, aws, resources)
+    event_id = matching_event_lands_as_item(scenario, aws, resources, run_id)
+    schedule_tick_lands_as_item(scenario, aws, resources)
+    malformed_message_is_dead_lettered(scenario, aws, resources, run_id)
+    handler_logs_reach_cloudwatch(scenario, aws, resources, event_id)
 
-    def item(event_id: str) -> items.Item | None:
-        return items.get(aws, resources.table, {"id": event_id})
 
+def schedule_rule_targets_the_queue(
+    scenario: Scenario, aws: Aws, resources: ScheduledIngest
+) -> None:
     with scenario.step("The schedule rule exists with its target"):
         targets = check_schedule(scenario, aws, resources.schedule_rule, resources.schedule)
         scenario.check(
@@ -43,9 +48,14 @@ def run(aws: Aws, resources: ScheduledIngest, scenario: Scenario) -> None:
             seen=[target["Arn"] for target in targets],
         )
 
+
+def matching_event_lands_as_item(
+    scenario: Scenario, aws: Aws, resources: ScheduledIngest, run_id: str
+) -> str:
+    """Returns the event's id, to find the handler's log line for it at the end."""
     with scenario.step("An event matching the rule lands as an item"):
         message = f"hello from {run_id}"
-        sent = events.put_events(
+        sent = aws.client("events").put_events(
             Entries=[
                 {
                     "Source": resources.event_source,
@@ -55,9 +65,11 @@ def run(aws: Aws, resources: ScheduledIngest, scenario: Scenario) -> None:
             ]
         )
         scenario.check("PutEvents failures", expected=0, seen=sent["FailedEntryCount"])
-        event_id = sent["Entries"][0]["EventId"]
+        event_id: str = sent["Entries"][0]["EventId"]
         scenario.note(f"put event {event_id} on the default bus")
-        stored = await_value(lambda: item(event_id), timeout=20, waiting_for=f"item {event_id}")
+        stored = await_value(
+            lambda: _item(aws, resources, event_id), timeout=20, waiting_for=f"item {event_id}"
+        )
         scenario.check("item message", expected=message, seen=stored["message"])
         timestamp = stored["timestamp"]
         scenario.check_that(
@@ -66,14 +78,23 @@ def run(aws: Aws, resources: ScheduledIngest, scenario: Scenario) -> None:
             expected="an ISO 8601 time",
             seen=timestamp,
         )
+        return event_id
 
+
+def schedule_tick_lands_as_item(scenario: Scenario, aws: Aws, resources: ScheduledIngest) -> None:
     with scenario.step("A tick of the schedule, delivered as the rule would, lands as an item"):
         tick = _scheduled_event(aws, resources)
-        sqs.send_message(QueueUrl=resources.queue.url, MessageBody=json.dumps(tick))
-        stored = await_value(lambda: item(tick["id"]), timeout=20, waiting_for="the tick's item")
+        aws.client("sqs").send_message(QueueUrl=resources.queue.url, MessageBody=json.dumps(tick))
+        stored = await_value(
+            lambda: _item(aws, resources, tick["id"]), timeout=20, waiting_for="the tick's item"
+        )
         scenario.check("item message", expected="Lambda function triggered", seen=stored["message"])
         scenario.check("item detail type", expected="Scheduled Event", seen=stored["detail_type"])
 
+
+def malformed_message_is_dead_lettered(
+    scenario: Scenario, aws: Aws, resources: ScheduledIngest, run_id: str
+) -> None:
     with scenario.step(
         f"A malformed message is retried, then lands in the DLQ "
         f"(maxReceiveCount={resources.max_receive_count})"
@@ -85,9 +106,13 @@ def run(aws: Aws, resources: ScheduledIngest, scenario: Scenario) -> None:
             {"Id": "good", "MessageBody": json.dumps(good)},
             {"Id": "bad", "MessageBody": bad_body},
         ]
-        sqs.send_message_batch(QueueUrl=resources.queue.url, Entries=entries)
+        aws.client("sqs").send_message_batch(QueueUrl=resources.queue.url, Entries=entries)
         scenario.note("sent one good and one malformed message in one batch")
-        await_value(lambda: item(good["id"]), timeout=20, waiting_for="the good message's item")
+        await_value(
+            lambda: _item(aws, resources, good["id"]),
+            timeout=20,
+            waiting_for="the good message's item",
+        )
         check_dead_lettered(
             scenario,
             aws,
@@ -113,8 +138,16 @@ def run(aws: Aws, resources: ScheduledIngest, scenario: Scenario) -> None:
             of_run=lambda message: batch_marker in message["Body"],
         )
 
+
+def handler_logs_reach_cloudwatch(
+    scenario: Scenario, aws: Aws, resources: ScheduledIngest, event_id: str
+) -> None:
     with scenario.step("The handler's log lines reached CloudWatch Logs"):
         check_logged(scenario, aws, resources.function, event_id, "Stored event", timeout=15)
+
+
+def _item(aws: Aws, resources: ScheduledIngest, event_id: str) -> items.Item | None:
+    return items.get(aws, resources.table, {"id": event_id})
 
 
 def _scheduled_event(aws: Aws, resources: ScheduledIngest) -> dict[str, Any]:
