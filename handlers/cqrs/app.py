@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -50,6 +49,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 from botocore.exceptions import ClientError
+from race_hold import hold_after_read  # test-only: handlers/shared/race_hold.py
 
 FAIL_PROJECTION_ONCE = "fail-projection-once"
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -353,35 +353,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
-
-
-# -- Test-only hook ------------------------------------------------------------------
-def hold_after_read(key: str) -> None:
-    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
-    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
-    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
-    releases it: a race between this read and the conditional write, forced rather than
-    left to luck (sandbox/race.py). Any other key passes straight through."""
-    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
-    if not table:
-        return
-    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
-    try:
-        client.update_item(
-            TableName=table,
-            Key=key_item,
-            UpdateExpression="SET #state = :held",
-            ConditionExpression="#state = :armed",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return  # not armed: no race asked for
-        raise
-    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
-    while time.monotonic() < deadline:
-        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
-        if item and item["state"]["S"] == "released":
-            return
-        time.sleep(0.05)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from decimal import Decimal
 from functools import cache
 from typing import Any, NamedTuple
@@ -38,6 +37,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
+from race_hold import hold_after_read  # test-only: handlers/shared/race_hold.py
 
 logger = Logger(service="event-aggregation")
 # skip_group_on_error: a failed message holds back only the later messages of its own group.
@@ -211,35 +211,3 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
-
-
-# -- Test-only hook ------------------------------------------------------------------
-def hold_after_read(key: str) -> None:
-    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
-    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
-    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
-    releases it: a race between this read and the conditional write, forced rather than
-    left to luck (sandbox/race.py). Any other key passes straight through."""
-    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
-    if not table:
-        return
-    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
-    try:
-        client.update_item(
-            TableName=table,
-            Key=key_item,
-            UpdateExpression="SET #state = :held",
-            ConditionExpression="#state = :armed",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return  # not armed: no race asked for
-        raise
-    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
-    while time.monotonic() < deadline:
-        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
-        if item and item["state"]["S"] == "released":
-            return
-        time.sleep(0.05)

@@ -35,7 +35,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import cache
@@ -44,6 +43,7 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
+from race_hold import hold_after_read  # test-only: handlers/shared/race_hold.py
 
 EVENT_SOURCE = "sandbox.event-sourcing"
 STREAM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -374,35 +374,3 @@ def replay_handler(event: Any, context: Any) -> dict[str, Any]:
         failed += events_client.put_events(Entries=entries[start : start + 10])["FailedEntryCount"]
     logger.info("Replayed", extra={"replay_name": replay_name, "published": len(entries)})
     return {"published": len(entries) - failed, "failed": failed}
-
-
-# -- Test-only hook ------------------------------------------------------------------
-def hold_after_read(key: str) -> None:
-    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
-    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
-    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
-    releases it: a race between this read and the conditional write, forced rather than
-    left to luck (sandbox/race.py). Any other key passes straight through."""
-    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
-    if not table:
-        return
-    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
-    try:
-        client.update_item(
-            TableName=table,
-            Key=key_item,
-            UpdateExpression="SET #state = :held",
-            ConditionExpression="#state = :armed",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return  # not armed: no race asked for
-        raise
-    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
-    while time.monotonic() < deadline:
-        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
-        if item and item["state"]["S"] == "released":
-            return
-        time.sleep(0.05)

@@ -41,6 +41,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent,
 )
 from botocore.exceptions import ClientError
+from race_hold import hold_after_read  # test-only: handlers/shared/race_hold.py
 
 logger = Logger(service="sequence-generator")
 MAX_ATTEMPTS = 60
@@ -213,35 +214,3 @@ def next_handler(event: Any, context: Any) -> dict[str, Any]:
     if not isinstance(scope, str) or not scope.strip():
         raise InvalidRequest("'scope' must be a non-empty string")
     return {"scope": scope, "value": next_value(_client(), os.environ["COUNTERS_TABLE"], scope)}
-
-
-# -- Test-only hook ------------------------------------------------------------------
-def hold_after_read(key: str) -> None:
-    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
-    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
-    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
-    releases it: a race between this read and the conditional write, forced rather than
-    left to luck (sandbox/race.py). Any other key passes straight through."""
-    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
-    if not table:
-        return
-    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
-    try:
-        client.update_item(
-            TableName=table,
-            Key=key_item,
-            UpdateExpression="SET #state = :held",
-            ConditionExpression="#state = :armed",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return  # not armed: no race asked for
-        raise
-    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
-    while time.monotonic() < deadline:
-        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
-        if item and item["state"]["S"] == "released":
-            return
-        time.sleep(0.05)

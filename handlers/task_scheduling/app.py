@@ -34,7 +34,6 @@ import json
 import math
 import os
 import re
-import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -50,6 +49,7 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
+from race_hold import hold_after_read  # test-only: handlers/shared/race_hold.py
 
 MAX_DELAY_SECONDS = 900  # SQS's limit
 MAX_AHEAD = timedelta(days=365)
@@ -327,35 +327,3 @@ def worker_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context
     )
-
-
-# -- Test-only hook ------------------------------------------------------------------
-def hold_after_read(key: str) -> None:
-    """Test-only, off unless SANDBOX_TEST_HOLD_TABLE is set (the sandbox sets it only on this
-    function's `-held` variant; never on AWS). If a scenario armed `key` in that table, mark
-    it held and wait, at most SANDBOX_TEST_HOLD_SECONDS (default 20), until the scenario
-    releases it: a race between this read and the conditional write, forced rather than
-    left to luck (sandbox/race.py). Any other key passes straight through."""
-    table = os.environ.get("SANDBOX_TEST_HOLD_TABLE")
-    if not table:
-        return
-    client, key_item = boto3.client("dynamodb"), {"id": {"S": key}}
-    try:
-        client.update_item(
-            TableName=table,
-            Key=key_item,
-            UpdateExpression="SET #state = :held",
-            ConditionExpression="#state = :armed",
-            ExpressionAttributeNames={"#state": "state"},
-            ExpressionAttributeValues={":held": {"S": "held"}, ":armed": {"S": "armed"}},
-        )
-    except ClientError as error:
-        if error.response["Error"]["Code"] == "ConditionalCheckFailedException":
-            return  # not armed: no race asked for
-        raise
-    deadline = time.monotonic() + float(os.environ.get("SANDBOX_TEST_HOLD_SECONDS", "20"))
-    while time.monotonic() < deadline:
-        item = client.get_item(TableName=table, Key=key_item, ConsistentRead=True).get("Item")
-        if item and item["state"]["S"] == "released":
-            return
-        time.sleep(0.05)

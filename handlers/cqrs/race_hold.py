@@ -1,0 +1,1 @@
+../shared/race_hold.py
