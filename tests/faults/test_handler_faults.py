@@ -19,15 +19,16 @@ from tests.faults.functions import fault_function
 
 pytestmark = pytest.mark.integration
 
-# Starts a child that would outlive it, records the child's pid, then runs past its timeout.
+# Starts a child that would outlive it, records the child's pid, then waits for that child:
+# the function's timeout (3 s) ends the wait long before the child's 600 s.
 STARTS_A_CHILD_THEN_HANGS = """
-import os, subprocess, sys, time, boto3
+import os, subprocess, sys, boto3
 table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
 
 def handler(event, context):
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     table.put_item(Item={"id": "child", "pid": child.pid})
-    time.sleep(60)
+    child.wait()
 """
 
 FLOOD_LINES = 110_000

@@ -8,10 +8,10 @@ import signal
 
 import pytest
 
-from sandbox import provision
+from sandbox import observe, provision
 from sandbox.aws import Aws
-from sandbox.harness import await_value, unique_name
-from tests.conftest import zip_files
+from sandbox.harness import await_value
+from tests.faults.functions import fault_function
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,8 @@ def handler(event, context):
         body = record["body"]
         count(f"attempts-{body}")
         if record["attributes"]["ApproximateReceiveCount"] == "1":
-            # Hold the first attempt until released (the test kills it instead), for at
-            # most 4 s: unkilled, it would finish within its 5 s timeout, in one attempt.
+            # Hold the first attempt until the test, having killed it, releases it (at
+            # most 4 s): a kill that missed lets it finish in one attempt, which fails.
             table.put_item(Item={"id": f"pid-{body}", "pid": os.getpid()})
             deadline = time.monotonic() + 4
             while "Item" not in table.get_item(Key={"id": f"release-{body}"}):
@@ -48,55 +48,39 @@ def test_a_runtime_killed_mid_invocation_is_retried_and_processed_once(
     if sandbox.name != "embedded":
         pytest.skip("kills a runtime process on this host: embedded mode only")
     accounting.checked = "message retried after the kill, processed once, DLQ empty"
-    name = unique_name("fault-kill")
-    table = provision.ensure_table(aws, name)
-    queue, dlq = provision.ensure_queue_with_dlq(
-        aws, name, max_receive_count=3, visibility_timeout=6
-    )
-    lambda_ = aws.client("lambda")
-    lambda_.create_function(
-        FunctionName=name,
-        Role=provision.ensure_role(aws, provision.LAMBDA_ROLE, "lambda.amazonaws.com"),
-        Runtime=provision.LAMBDA_RUNTIME,
-        Handler="app.handler",
-        Timeout=5,
-        Code={"ZipFile": zip_files({"app.py": HANDLER})},
-        Environment={"Variables": {"TABLE": table}},
-    )
-    provision.wait_for_function(lambda_, name)
-    mapping = lambda_.create_event_source_mapping(
-        FunctionName=name, EventSourceArn=queue.arn, BatchSize=1
-    )["UUID"]
-    dynamodb = aws.client("dynamodb")
-    sqs = aws.client("sqs")
+    with fault_function(aws, "fault-kill", HANDLER) as function:
+        queue, dlq = provision.ensure_queue_with_dlq(
+            aws, function.name, max_receive_count=3, visibility_timeout=6
+        )
+        lambda_ = aws.client("lambda")
+        mapping = lambda_.create_event_source_mapping(
+            FunctionName=function.name, EventSourceArn=queue.arn, BatchSize=1
+        )["UUID"]
+        dynamodb = aws.client("dynamodb")
+        sqs = aws.client("sqs")
 
-    def counter(key: str) -> int:
-        item = dynamodb.get_item(TableName=table, Key={"id": {"S": key}}).get("Item")
-        return int(item[next(k for k in item if k != "id")]["N"]) if item else 0
+        def counter(key: str) -> int:
+            item = dynamodb.get_item(TableName=function.table, Key={"id": {"S": key}}).get("Item")
+            return int(item[next(k for k in item if k != "id")]["N"]) if item else 0
 
-    try:
-        sqs.send_message(QueueUrl=queue.url, MessageBody="m1")
-        accounting.messages_in = 1
-        pid = await_value(
-            lambda: counter("pid-m1"), timeout=30, waiting_for="the first attempt's runtime"
-        )
-        os.kill(pid, signal.SIGKILL)
-        processed = await_value(
-            lambda: counter("processed-m1"), timeout=40, waiting_for="the retried message"
-        )
-        attempts = counter("attempts-m1")
-        dead = int(
-            sqs.get_queue_attributes(
-                QueueUrl=dlq.url, AttributeNames=["ApproximateNumberOfMessages"]
-            )["Attributes"]["ApproximateNumberOfMessages"]
-        )
-        accounting.processed, accounting.dead_lettered = processed, dead
-        accounting.lost = accounting.messages_in - min(processed, 1) - dead
-        assert (processed, dead) == (1, 0), f"processed {processed} times, {dead} in the DLQ"
-        assert attempts == 2, f"{attempts} attempts: expected the killed one and one retry"
-    finally:
-        lambda_.delete_event_source_mapping(UUID=mapping)
-        lambda_.delete_function(FunctionName=name)
-        dynamodb.delete_table(TableName=table)
-        for url in (queue.url, dlq.url):
-            sqs.delete_queue(QueueUrl=url)
+        try:
+            sqs.send_message(QueueUrl=queue.url, MessageBody="m1")
+            accounting.messages_in = 1
+            pid = await_value(
+                lambda: counter("pid-m1"), timeout=30, waiting_for="the first attempt's runtime"
+            )
+            os.kill(pid, signal.SIGKILL)
+            dynamodb.put_item(TableName=function.table, Item={"id": {"S": "release-m1"}})
+            processed = await_value(
+                lambda: counter("processed-m1"), timeout=40, waiting_for="the retried message"
+            )
+            attempts = counter("attempts-m1")
+            dead = observe.depth(aws, dlq.url)
+            accounting.processed, accounting.dead_lettered = processed, dead
+            accounting.lost = accounting.messages_in - min(processed, 1) - dead
+            assert (processed, dead) == (1, 0), f"processed {processed} times, {dead} in the DLQ"
+            assert attempts == 2, f"{attempts} attempts: expected the killed one and one retry"
+        finally:
+            lambda_.delete_event_source_mapping(UUID=mapping)
+            for url in (queue.url, dlq.url):
+                sqs.delete_queue(QueueUrl=url)
