@@ -22,8 +22,18 @@ from sandbox.embedded.launcher import (
 )
 
 # DynamoDB Local serves one developer: the client compiler alone and the serial collector
-# start it sooner and leave it smaller and quieter when idle than the server defaults.
-LIGHT_JVM = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xss512k")
+# start it sooner and leave it smaller and quieter when idle than the server defaults. Its
+# heap starts small and gives memory back after a burst: by default the JVM commits the whole
+# -Xmx (256 MB) up front, and a burst's garbage keeps ~75 MB of it resident for good. Docker
+# mode passes the same options as JAVA_TOOL_OPTIONS (docker-compose.yml).
+LIGHT_JVM = (
+    "-XX:TieredStopAtLevel=1",
+    "-XX:+UseSerialGC",
+    "-Xss512k",
+    "-Xms16m",
+    "-XX:MinHeapFreeRatio=10",
+    "-XX:MaxHeapFreeRatio=30",
+)
 
 # AWS Lambda's invocation payload limits (bytes): RequestResponse and Event.
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -127,6 +137,21 @@ def _start_backends_early() -> None:
         threading.Thread(target=start, args=(name, first_call), daemon=True).start()
 
 
+def _start_python_template() -> None:
+    """The template Python environments are forked from parses boto3's data for ~0.7 s
+    (executor.ForkServer); start it once LocalStack is ready, so the first Python function's
+    first cold start does not wait for it."""
+    from localstack.runtime import events
+
+    from sandbox.executor.executor import ForkServer
+
+    def start() -> None:
+        events.infra_ready.wait()
+        ForkServer.shared()
+
+    threading.Thread(target=start, daemon=True).start()
+
+
 def _start_websocket_api() -> None:
     """LocalStack 4.14 community has no WebSocket API: the sandbox's stand-in
     (sandbox/websocket_api.py) runs in this process, on the gateway's port + 100 (and + 200
@@ -153,6 +178,7 @@ def main() -> None:
     pollers.apply()
     metrics.apply()
     lambda_logs.apply()
+    _start_python_template()
     _start_websocket_api()
     from localstack.runtime.main import main as localstack_main
 

@@ -6,9 +6,9 @@ this class only runs them. It enforces the function's timeout itself: on expiry 
 is killed, the invocation fails as Lambda reports it, and the next invocation starts a fresh
 process (a cold start), as a real environment is replaced after a timeout.
 
-Python environments are forked from a template process that has boto3 imported already
-(`ForkServer`), which takes most of the cost out of a cold start; Node.js environments are
-started as new processes.
+Python environments are forked from a template process that has boto3 imported and its data
+parsed already (`ForkServer`, `share_botocore_data`), which takes most of the cost out of a cold
+start; Node.js environments are started as new processes.
 """
 
 from __future__ import annotations
@@ -492,7 +492,7 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
     @classmethod
     def prepare_version(cls, function_version: FunctionVersion) -> None:
         if protocol.runtime_family(function_version.config.runtime) == "python":
-            ForkServer.shared()  # starts loading boto3 now, not at the first invocation
+            ForkServer.shared()  # a template that ended is replaced now, not at an invocation
         if function_version.config.code:
             function_version.config.code.prepare_for_execution()
 

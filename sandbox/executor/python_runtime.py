@@ -267,8 +267,7 @@ def serve_forks(control_fd: int) -> None:
     (processes its handler started) is killed, and its exit code is written to its message
     pipe (the template keeps a copy of it for that). Ends when the executor closes the
     socket (LocalStack stopped), ending every environment it forked."""
-    import boto3  # noqa: F401  (imported here once; every fork starts with it loaded)
-
+    share_botocore_data()
     message_pipes: dict[int, int] = {}  # pid -> the environment's message pipe
 
     def end_environment(pid: int) -> None:
@@ -318,6 +317,53 @@ def serve_forks(control_fd: int) -> None:
     for pid in list(message_pipes):
         _kill_group(pid)
         end_environment(pid)
+
+
+# Services whose botocore data the template parses before forking: those the patterns'
+# handlers use, and Lambda's own.
+SHARED_SERVICES = (
+    "apigatewaymanagementapi",
+    "dynamodb",
+    "events",
+    "lambda",
+    "s3",
+    "sns",
+    "sqs",
+    "stepfunctions",
+    "sts",
+)
+
+
+def share_botocore_data() -> None:
+    """Import boto3 and parse, once, the JSON data files (service models, endpoint rules) a
+    client of SHARED_SERVICES reads, so forked environments reuse them instead of each
+    parsing its own copy: a boto3 client at import costs a cold start ~40 ms instead of
+    ~100, and each environment ~9 MB less memory. Every environment still builds its own
+    session, config and clients, as on Lambda; only the parsed files are shared, and they
+    are frozen out of the garbage collector so collecting in a child does not copy them."""
+    import gc
+
+    import boto3
+    from botocore import loaders
+
+    parsed: dict[str, Any] = {}
+    load_file = loaders.JSONFileLoader.load_file
+
+    def load_file_once(self: loaders.JSONFileLoader, file_path: str) -> Any:
+        if file_path not in parsed:
+            parsed[file_path] = load_file(self, file_path)
+        return parsed[file_path]
+
+    loaders.JSONFileLoader.load_file = load_file_once
+    throwaway = boto3.Session(
+        region_name="us-east-1", aws_access_key_id="template", aws_secret_access_key="template"
+    )
+    for service in SHARED_SERVICES:
+        throwaway.client(service, endpoint_url="http://127.0.0.1:9")
+    throwaway.resource("dynamodb", endpoint_url="http://127.0.0.1:9")
+    del throwaway
+    gc.collect()
+    gc.freeze()
 
 
 def _become_environment(

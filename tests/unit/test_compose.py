@@ -10,7 +10,7 @@ import jsonschema
 import yaml
 
 from sandbox import modes
-from sandbox.embedded import launcher
+from sandbox.embedded import entry, launcher
 from sandbox.patterns import ROOT
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -119,6 +119,10 @@ def test_auth_token_is_passed_through_when_set() -> None:
 def test_speed_settings_match_embedded_mode() -> None:
     for key, value in launcher.speed_settings().items():
         assert ENVIRONMENT[key] == value
+
+
+def test_dynamodb_local_jvm_options_match_embedded_mode() -> None:
+    assert ENVIRONMENT["JAVA_TOOL_OPTIONS"] == " ".join(entry.LIGHT_JVM)
 
 
 def test_step_functions_mock_config_is_the_same_file_in_both_modes() -> None:
