@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox import settings
+from sandbox import pattern_lock, settings
 from sandbox.patterns import Pattern
 
 ROOT = settings.PROJECT_ROOT
@@ -213,16 +213,19 @@ class Runner:
                 os.killpg(child.pid, signal.SIGTERM)
 
     def run_pattern(self, pattern: Pattern, mutants: list[Mutant]) -> list[Outcome]:
+        """The pattern's mutants under its lock (pattern_lock): no scenario or provisioning
+        of the pattern from elsewhere runs while its code is mutated."""
         outcomes: list[Outcome] = []
-        try:
-            for mutant in mutants:
-                if self.stopping.is_set():
-                    break
-                outcome = self.run_mutant(pattern, mutant)
-                self._say(outcome)
-                outcomes.append(outcome)
-        finally:
-            self.restore(pattern)
+        with pattern_lock.mutating(settings.endpoint(), pattern.slug, self.out):
+            try:
+                for mutant in mutants:
+                    if self.stopping.is_set():
+                        break
+                    outcome = self.run_mutant(pattern, mutant)
+                    self._say(outcome)
+                    outcomes.append(outcome)
+            finally:
+                self.restore(pattern)
         return outcomes
 
     def run_mutant(self, pattern: Pattern, mutant: Mutant) -> Outcome:
@@ -240,6 +243,7 @@ class Runner:
                 ),
                 "SANDBOX_STATE_DIR": str(scratch / ".sandbox"),
                 "SANDBOX_MODE": "external",
+                pattern_lock.HELD_BY_PARENT: pattern.slug,
             }
             code, output = self._call(
                 [self.python, "-m", "sandbox", "scenario", pattern.slug], scratch, env
@@ -257,7 +261,7 @@ class Runner:
 
     def restore(self, pattern: Pattern) -> None:
         """Provision the pattern from the real project again (code, definitions, settings)."""
-        env = os.environ | {"SANDBOX_MODE": "external"}
+        env = os.environ | {"SANDBOX_MODE": "external", pattern_lock.HELD_BY_PARENT: pattern.slug}
         code, output = self._call(
             [self.python, "-m", "sandbox", "bootstrap", pattern.slug], ROOT, env, restoring=True
         )

@@ -30,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
-from sandbox import activity, settings
+from sandbox import activity, pattern_lock, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, WaitTimedOut, await_value
 from sandbox.health import health
@@ -69,7 +69,8 @@ class Pattern:
         return _load(ROOT / "scenarios" / f"{self.module_name}.py")
 
     def provision(self, aws: Aws) -> Any:
-        return self.bootstrap.provision(aws)
+        with pattern_lock.using(aws.endpoint_url, self.slug):
+            return self.bootstrap.provision(aws)
 
     def fingerprint(self) -> str:
         """A hash of everything its provisioning reads: bootstrap, handlers, state machines,
@@ -203,6 +204,11 @@ def run_scenario(pattern: Pattern, aws: Aws, out: Any = sys.stdout) -> Scenario:
     """Provision the pattern (idempotently), run its scenario, save the record with what the
     system did meanwhile (see `activity`). Never raises for a failed check: the returned
     Scenario says whether it passed."""
+    with pattern_lock.using(aws.endpoint_url, pattern.slug, out):
+        return _run_scenario(pattern, aws, out)
+
+
+def _run_scenario(pattern: Pattern, aws: Aws, out: Any) -> Scenario:
     scenario = Scenario(pattern.slug, out=out)
     print(f"━━ {pattern.slug}: {pattern.title}", file=out)
     dlqs = activity.DlqWatch(aws, pattern.slug)

@@ -1,0 +1,100 @@
+"""One pattern, one kind of user at a time on a sandbox.
+
+`make mutants` deploys a pattern's mutated handlers into the running sandbox. A scenario or
+a provisioning of that pattern meanwhile (another terminal, a test run, a clean clone pointed
+at the same endpoint) would test the mutant, or put the real code back under the mutants run.
+So `make mutants` holds the pattern's lock exclusively for its whole run, while scenarios and
+provisioning hold it shared: either kind waits for the other, saying whom it waits for.
+
+The lock is a file named after the sandbox's port, in the machine's temp folder, so every
+project folder and clone that talks to the same sandbox finds it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import urlsplit
+
+from sandbox.harness import WaitTimedOut, await_value
+
+LOCK_DIR = Path(tempfile.gettempdir()) / "serverless-sandbox-locks"
+# Set by `make mutants` for the scenario and provisioning it runs itself under its lock.
+HELD_BY_PARENT = "SANDBOX_PATTERN_LOCK_HELD"
+WAIT_S = 3600.0  # a pattern's mutants take minutes; a scenario takes one or two
+
+
+class PatternBusy(RuntimeError):
+    """The pattern stayed locked by the other kind of user for longer than WAIT_S."""
+
+
+def lock_file(endpoint: str, slug: str) -> Path:
+    """The lock of `slug` on the sandbox at `endpoint` (localhost and 127.0.0.1 are one)."""
+    address = urlsplit(endpoint)
+    host = address.hostname or "localhost"
+    if host in ("localhost", "127.0.0.1", "::1"):
+        host = "local"
+    return LOCK_DIR / f"{host}-{address.port or 4566}" / f"{slug}.lock"
+
+
+@contextmanager
+def mutating(endpoint: str, slug: str, out: Any = sys.stdout) -> Iterator[None]:
+    """Held by `make mutants` while the pattern runs mutated code."""
+    with _locked(endpoint, slug, fcntl.LOCK_EX, out) as lock:
+        lock.seek(0)
+        lock.truncate()
+        lock.write(str(os.getpid()))
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.truncate(0)
+
+
+@contextmanager
+def using(endpoint: str, slug: str, out: Any = sys.stdout) -> Iterator[None]:
+    """Held while a scenario runs on the pattern, or while it is provisioned."""
+    if os.environ.get(HELD_BY_PARENT) == slug:
+        yield
+        return
+    with _locked(endpoint, slug, fcntl.LOCK_SH, out):
+        yield
+
+
+@contextmanager
+def _locked(endpoint: str, slug: str, kind: int, out: Any) -> Iterator[IO[str]]:
+    path = lock_file(endpoint, slug)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as lock:
+        if not _try(lock, kind):
+            lock.seek(0)
+            holder = lock.read().strip()
+            if kind == fcntl.LOCK_SH:
+                whom = f"`make mutants` (pid {holder or 'unknown'}) to finish {slug}'s mutants"
+            else:
+                whom = f"the scenarios and provisioning of {slug} running on this sandbox"
+            print(f"Sandbox: waiting for {whom}...", file=out, flush=True)
+            try:
+                await_value(
+                    lambda: _try(lock, kind), timeout=WAIT_S, interval=0.5, waiting_for=whom
+                )
+            except WaitTimedOut:
+                raise PatternBusy(
+                    f"Still waiting for {whom} after {WAIT_S:g} s ({path}). "
+                    "Let it finish or stop it, then run this again."
+                ) from None
+        yield lock
+
+
+def _try(lock: IO[str], kind: int) -> bool:
+    try:
+        fcntl.flock(lock, kind | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
