@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import traceback
+from pathlib import Path
 from typing import Any
 
 from localstack.utils.patch import Patch
@@ -58,6 +59,21 @@ def dynamodb_local_without_agent() -> Patch:
         return [command[0], *LIGHT_JVM, *command[1:]]
 
     return Patch.function(DynamodbServer._create_shell_command, without_agent)
+
+
+NODE_LISTEN_LOCAL = str(Path(__file__).with_name("node_listen_local.js"))
+
+
+def kinesis_mock_on_this_machine_only() -> Patch:
+    """kinesis-mock (DynamoDB streams) listens on 0.0.0.0, hard-coded; start it with a
+    preloaded script that makes its servers listen on 127.0.0.1 instead."""
+    from localstack.services.kinesis.kinesis_mock_server import KinesisMockNodeServer
+
+    def preloaded(create_shell_command: Any, self: KinesisMockNodeServer) -> Any:
+        command, env = create_shell_command(self)
+        return [command[0], "--require", NODE_LISTEN_LOCAL, *command[1:]], env
+
+    return Patch.function(KinesisMockNodeServer._create_shell_command, preloaded)
 
 
 def gateway_bound_to_its_host() -> Patch:
@@ -117,6 +133,7 @@ def payloads_within_lambdas_limits() -> Patch:
 
 PATCHES = (
     dynamodb_local_without_agent,
+    kinesis_mock_on_this_machine_only,
     gateway_bound_to_its_host,
     first_idle_poll_wait_within_the_maximum,
     payloads_within_lambdas_limits,

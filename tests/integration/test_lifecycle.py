@@ -20,7 +20,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from sandbox import patterns, provision, settings
+from sandbox import bench, patterns, provision, settings
 from sandbox.aws import Aws
 from sandbox.embedded import launcher
 from sandbox.embedded.dynamodb_local import SetupError
@@ -88,6 +88,29 @@ def test_a_started_sandbox_answers_on_loopback_only(
     sandbox, running = started
     assert health(f"http://127.0.0.1:{sandbox.port}") is not None
     assert listening_addresses(sandbox.port, processes_of(running.instance)) == {"127.0.0.1"}
+
+
+@needs_embedded
+def test_its_backends_listen_on_loopback_only(started: tuple[EmbeddedSandbox, Running]) -> None:
+    """kinesis-mock (DynamoDB streams) listens on 0.0.0.0 whatever it is told; the sandbox
+    preloads a script that moves it to 127.0.0.1. DynamoDB Local offers no way to choose
+    (docs/engine-limits.md), so it is the one process left out."""
+    sandbox, running = started
+    aws = Aws(f"http://127.0.0.1:{sandbox.port}")
+    aws.client("kinesis").list_streams()  # kinesis-mock starts on first use
+    aws.client("dynamodb").list_tables()
+    listening: dict[str, set[str]] = {}
+    for pid in processes_of(running.instance):
+        try:
+            kind = bench.kind_of(pid)
+            connections = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        ips = {c.laddr.ip for c in connections if c.status == psutil.CONN_LISTEN}
+        listening.setdefault(kind, set()).update(ips)
+    assert listening["kinesis-mock (DynamoDB streams)"] == {"127.0.0.1"}
+    listening.pop("DynamoDB Local (java)")
+    assert set().union(*listening.values()) == {"127.0.0.1"}, listening
 
 
 @needs_embedded

@@ -4,6 +4,7 @@ LocalStack and does what it says. No sandbox needed: each is applied, checked, u
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -63,6 +64,19 @@ def test_dynamodb_local_starts_without_the_agent_and_with_a_light_jvm(applied, m
     assert not any(arg.startswith("-javaagent:") for arg in command)
     assert command[1 : 1 + len(entry.LIGHT_JVM)] == list(entry.LIGHT_JVM)
     assert command[-4:] == ["-port", "4000", "-inMemory", "-sharedDb"]
+
+
+def test_kinesis_mock_starts_with_the_listen_local_script(applied, monkeypatch) -> None:
+    from localstack.services.kinesis.kinesis_mock_server import KinesisMockNodeServer
+
+    monkeypatch.setattr(KinesisMockNodeServer, "_environment_variables", {"A": "1"})
+    applied(entry.kinesis_mock_on_this_machine_only())
+    server = KinesisMockNodeServer.__new__(KinesisMockNodeServer)
+    server._exe_path = Path("/lib/kinesis-local/main.js")
+    command, env = server._create_shell_command()
+    assert command == ["node", "--require", entry.NODE_LISTEN_LOCAL, server._exe_path]
+    assert env == {"A": "1"}
+    assert Path(entry.NODE_LISTEN_LOCAL).is_file()
 
 
 def test_the_gateway_listens_only_on_its_configured_host(applied, monkeypatch) -> None:
