@@ -10,6 +10,7 @@ sent), and a batch stays within PutLogEvents' limits. `entry.py` applies the pat
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,13 +41,20 @@ def add_logs(self: logs.LogHandler, log_item: logs.LogItem) -> None:
         self.log_queue.put(StampedLogs(log_item, int(time.time() * 1000)))  # type: ignore[arg-type]
 
 
-def run_log_loop(self: logs.LogHandler, *args: Any, **kwargs: Any) -> None:
-    """LocalStack's loop, sending what arrives within BATCH_WINDOW_S together."""
-    logs_client = connect_to.with_assumed_role(
-        region_name=self.region,
-        role_arn=self.role_arn,
+@functools.cache
+def logs_client(region: str, role_arn: str) -> Any:
+    """A CloudWatch Logs client acting as the function's role, made when a function first
+    logs and shared by the functions with that role. LocalStack made one per function version
+    as it started (an STS call and a client each, for every function `make up` creates)."""
+    return connect_to.with_assumed_role(
+        region_name=region,
+        role_arn=role_arn,
         service_principal=ServicePrincipal.lambda_,  # type: ignore[arg-type]
     ).logs
+
+
+def run_log_loop(self: logs.LogHandler, *args: Any, **kwargs: Any) -> None:
+    """LocalStack's loop, sending what arrives within BATCH_WINDOW_S together."""
     stopping = False
     while not stopping and not self._shutdown_event.is_set():
         first = self.log_queue.get()
@@ -63,9 +71,10 @@ def run_log_loop(self: logs.LogHandler, *args: Any, **kwargs: Any) -> None:
                 stopping = True
                 break
             batch.append(item)  # type: ignore[arg-type]
+        client = logs_client(self.region, self.role_arn)
         for (group, stream), events in _by_stream(batch).items():
             for chunk in _within_limits(events):
-                _put(logs_client, group, stream, chunk, self.region)
+                _put(client, group, stream, chunk, self.region)
 
 
 def apply() -> list[Patch]:

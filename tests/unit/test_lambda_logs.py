@@ -26,6 +26,7 @@ class _Logs:
 
     def __init__(self) -> None:
         self.calls: list[dict[str, Any]] = []
+        self.roles_assumed: list[str] = []
         model = botocore.session.get_session().get_service_model("logs")
         self.input_shape = model.operation_model("PutLogEvents").input_shape
 
@@ -40,7 +41,9 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Logs]:
 
     class _Factory:
         @staticmethod
-        def with_assumed_role(**_: Any) -> Any:
+        def with_assumed_role(**role: Any) -> Any:
+            fake.roles_assumed.append(role["role_arn"])
+
             class _Clients:
                 logs = fake
 
@@ -48,7 +51,9 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Logs]:
 
     monkeypatch.setattr(lambda_logs, "connect_to", _Factory())
     monkeypatch.setattr(logs, "is_api_enabled", lambda _: True)
+    lambda_logs.logs_client.cache_clear()
     yield fake
+    lambda_logs.logs_client.cache_clear()
 
 
 def _handler() -> logs.LogHandler:
@@ -84,6 +89,21 @@ def test_each_line_keeps_the_time_its_invocation_handed_it_over(client: _Logs) -
         ("early\n", 1000),
         ("late\n", 2000),
     ]
+
+
+def test_a_client_is_made_when_a_function_first_logs_and_shared_by_its_role(
+    client: _Logs,
+) -> None:
+    silent, first, second = _handler(), _handler(), _handler()
+    silent.log_queue.put(logs.QUEUE_SHUTDOWN)
+    lambda_logs.run_log_loop(silent)
+    assert client.roles_assumed == []
+    for handler in (first, second):
+        lambda_logs.add_logs(handler, logs.LogItem("g", "s", "line"))
+        handler.log_queue.put(logs.QUEUE_SHUTDOWN)
+        lambda_logs.run_log_loop(handler)
+    assert client.roles_assumed == ["arn:aws:iam::000000000000:role/r"]
+    assert len(client.calls) == 2
 
 
 def test_a_batch_over_the_call_limits_is_split() -> None:
