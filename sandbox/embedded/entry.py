@@ -108,6 +108,36 @@ def first_idle_poll_wait_within_the_maximum() -> Patch:
     return Patch(esm_worker, "ExponentialBackoff", capped)
 
 
+MAX_REUSED_ROLE_SESSIONS = 256
+
+
+def role_sessions_reused() -> Patch:
+    """LocalStack assumes a role anew whenever a service acts as one: an STS call, then a new
+    boto client (tens of ms of the GIL), for every Step Functions task, event source mapping and
+    Lambda log handler. Its assumed-role credentials never expire, so the session of a (role,
+    service, session name, region, endpoint, config) is made once and reused, as an AWS
+    service keeps one for its duration. A session name LocalStack leaves out (a random one) is
+    the first session's."""
+    from localstack.aws.connect import ClientFactory
+
+    sessions: dict[tuple[Any, ...], Any] = {}
+    lock = threading.Lock()
+
+    def reused(with_assumed_role: Any, self: ClientFactory, **arguments: Any) -> Any:
+        key = (self, *sorted(arguments.items(), key=lambda item: item[0]))
+        with lock:
+            session = sessions.get(key)
+        if session is None:
+            session = with_assumed_role(self, **arguments)
+            with lock:
+                if len(sessions) >= MAX_REUSED_ROLE_SESSIONS:
+                    sessions.clear()
+                sessions[key] = session
+        return session
+
+    return Patch.function(ClientFactory.with_assumed_role, reused)
+
+
 def payloads_within_lambdas_limits() -> Patch:
     """LocalStack leaves the payload limit to the runtime inside its Docker container
     (synchronous only); the local-process executor has none. Refuse what AWS refuses, with
@@ -137,6 +167,7 @@ PATCHES = (
     gateway_bound_to_its_host,
     first_idle_poll_wait_within_the_maximum,
     payloads_within_lambdas_limits,
+    role_sessions_reused,
 )
 
 

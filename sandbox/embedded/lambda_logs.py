@@ -10,7 +10,6 @@ sent), and a batch stays within PutLogEvents' limits. `entry.py` applies the pat
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -41,20 +40,11 @@ def add_logs(self: logs.LogHandler, log_item: logs.LogItem) -> None:
         self.log_queue.put(StampedLogs(log_item, int(time.time() * 1000)))  # type: ignore[arg-type]
 
 
-@functools.cache
-def logs_client(region: str, role_arn: str) -> Any:
-    """A CloudWatch Logs client acting as the function's role, made when a function first
-    logs and shared by the functions with that role. LocalStack made one per function version
-    as it started (an STS call and a client each, for every function `make up` creates)."""
-    return connect_to.with_assumed_role(
-        region_name=region,
-        role_arn=role_arn,
-        service_principal=ServicePrincipal.lambda_,  # type: ignore[arg-type]
-    ).logs
-
-
 def run_log_loop(self: logs.LogHandler, *args: Any, **kwargs: Any) -> None:
-    """LocalStack's loop, sending what arrives within BATCH_WINDOW_S together."""
+    """LocalStack's loop, sending what arrives within BATCH_WINDOW_S together. Its client is
+    made when the function first logs (LocalStack made it as the version started: an STS
+    call and a client for each function `make up` creates)."""
+    client = None
     stopping = False
     while not stopping and not self._shutdown_event.is_set():
         first = self.log_queue.get()
@@ -71,7 +61,12 @@ def run_log_loop(self: logs.LogHandler, *args: Any, **kwargs: Any) -> None:
                 stopping = True
                 break
             batch.append(item)  # type: ignore[arg-type]
-        client = logs_client(self.region, self.role_arn)
+        if client is None:
+            client = connect_to.with_assumed_role(
+                region_name=self.region,
+                role_arn=self.role_arn,
+                service_principal=ServicePrincipal.lambda_,  # type: ignore[arg-type]
+            ).logs
         for (group, stream), events in _by_stream(batch).items():
             for chunk in _within_limits(events):
                 _put(client, group, stream, chunk, self.region)

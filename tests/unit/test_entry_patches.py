@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -138,3 +139,34 @@ def test_another_localstack_version_is_refused_with_a_clear_message(monkeypatch,
     message = capsys.readouterr().err
     assert "4.15.0" in message and launcher.PATCHED_LOCALSTACK_VERSION in message
     assert "make deps" in message and "Traceback" not in message
+
+
+def test_a_role_is_assumed_once_per_service_and_settings(applied) -> None:
+    from localstack.aws.connect import InternalClientFactory
+
+    assumed: list[str] = []
+
+    class CountingFactory(InternalClientFactory):
+        """STS answers from here: each assume_role is counted, nothing is sent."""
+
+        def __call__(self, **_: Any) -> Any:
+            return SimpleNamespace(sts=SimpleNamespace(request_metadata=lambda **_: self))
+
+        def assume_role(self, RoleArn: str, **_: Any) -> dict[str, Any]:  # noqa: N803
+            assumed.append(RoleArn)
+            keys = ("AccessKeyId", "SecretAccessKey", "SessionToken")
+            return {"Credentials": {key: f"{key}-{len(assumed)}" for key in keys}}
+
+    applied(entry.role_sessions_reused())
+    factory, role = CountingFactory(), "arn:aws:iam::000000000000:role/r"
+
+    def session(principal: str, region: str) -> Any:
+        return factory.with_assumed_role(
+            role_arn=role, service_principal=principal, region_name=region
+        )
+
+    first, again = session("states", "us-east-1"), session("states", "us-east-1")
+    other, elsewhere = session("events", "us-east-1"), session("states", "eu-west-1")
+    assert first is again
+    assert len({id(first), id(other), id(elsewhere)}) == 3
+    assert assumed == [role] * 3

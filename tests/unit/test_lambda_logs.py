@@ -51,9 +51,7 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Logs]:
 
     monkeypatch.setattr(lambda_logs, "connect_to", _Factory())
     monkeypatch.setattr(logs, "is_api_enabled", lambda _: True)
-    lambda_logs.logs_client.cache_clear()
     yield fake
-    lambda_logs.logs_client.cache_clear()
 
 
 def _handler() -> logs.LogHandler:
@@ -91,19 +89,16 @@ def test_each_line_keeps_the_time_its_invocation_handed_it_over(client: _Logs) -
     ]
 
 
-def test_a_client_is_made_when_a_function_first_logs_and_shared_by_its_role(
-    client: _Logs,
-) -> None:
-    silent, first, second = _handler(), _handler(), _handler()
+def test_a_client_is_made_when_the_function_first_logs(client: _Logs) -> None:
+    silent, logging = _handler(), _handler()
     silent.log_queue.put(logs.QUEUE_SHUTDOWN)
     lambda_logs.run_log_loop(silent)
     assert client.roles_assumed == []
-    for handler in (first, second):
-        lambda_logs.add_logs(handler, logs.LogItem("g", "s", "line"))
-        handler.log_queue.put(logs.QUEUE_SHUTDOWN)
-        lambda_logs.run_log_loop(handler)
+    lambda_logs.add_logs(logging, logs.LogItem("g", "s", "line"))
+    lambda_logs.add_logs(logging, logs.LogItem("g", "s", "line"))
+    logging.log_queue.put(logs.QUEUE_SHUTDOWN)
+    lambda_logs.run_log_loop(logging)
     assert client.roles_assumed == ["arn:aws:iam::000000000000:role/r"]
-    assert len(client.calls) == 2
 
 
 def test_a_batch_over_the_call_limits_is_split() -> None:
