@@ -97,6 +97,8 @@ def test_env_example_names_every_sandbox_setting() -> None:
         # set by bootstrap on a function's test-only `-held` variant (sandbox/race.py)
         "SANDBOX_TEST_HOLD_TABLE",
         "SANDBOX_TEST_HOLD_SECONDS",
+        # set by `make mutants` for the scenarios it runs under a pattern's lock
+        "SANDBOX_PATTERN_LOCK_HELD",
     }
     source = " ".join(path.read_text() for path in (ROOT / "sandbox").rglob("*.py"))
     read = set(re.findall(r'"(SANDBOX_[A-Z_]+)"', source)) - internal

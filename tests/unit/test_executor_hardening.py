@@ -237,7 +237,9 @@ def test_an_environment_started_after_stop_is_ended_at_once(
     monkeypatch.setattr(executor.ForkServer, "fork", fork_then_stop)
     with pytest.raises(StatusErrorException):
         environment_executor.start({"_HANDLER": "app.handler"})
-    assert next_message(forked[0])["type"] == "exit"
+    # The child may have answered "ready" before the kill reached it; it must end all the same.
+    while next_message(forked[0])["type"] != "exit":
+        pass
     await_value(
         lambda: not alive(forked[0].pid),
         timeout=WAIT_S,
