@@ -31,6 +31,7 @@ class Cqrs:
     projector_failures: Queue
     max_retry_attempts: int
     held_command: HeldVariant  # the command function with its test hold on (races)
+    held_projector: HeldVariant  # the projector with its test hold on (races)
 
 
 def provision(aws: Aws) -> Cqrs:
@@ -59,12 +60,21 @@ def provision(aws: Aws) -> Cqrs:
     held_command = ensure_held_variant(
         aws, command_fn, "cqrs", handler="app.command_handler", environment=command_env, timeout=5
     )
+    projector_env = {"READ_MODEL_TABLE": read_model, "FAULTS_TABLE": faults}
     ensure_function(
         aws,
         projector_fn,
         "cqrs",
         handler="app.projector_handler",
-        environment={"READ_MODEL_TABLE": read_model, "FAULTS_TABLE": faults},
+        environment=projector_env,
+        timeout=10,
+    )
+    held_projector = ensure_held_variant(
+        aws,
+        projector_fn,
+        "cqrs",
+        handler="app.projector_handler",
+        environment=projector_env,
         timeout=10,
     )
     ensure_function(
@@ -96,4 +106,5 @@ def provision(aws: Aws) -> Cqrs:
         failures,
         MAX_RETRY_ATTEMPTS,
         held_command,
+        held_projector,
     )

@@ -11,9 +11,11 @@ queue, and on its own webhook endpoint through an SNS HTTP subscription.
 5. The completion reaches the subscriber queue once and the client's webhook once.
 6. The same request delivered twice more (SQS is at-least-once): the worker consumes both
    copies, the status row keeps its first completion time, and no second message is published.
-7. A completion the webhook refuses lands in the subscription's DLQ (LocalStack 4.14 does not
+7. A request whose result DynamoDB refuses (its row, padded by the scenario, has no room
+   left) is retried into the DLQ, stays PENDING, and no completion is ever published.
+8. A completion the webhook refuses lands in the subscription's DLQ (LocalStack 4.14 does not
    retry HTTP deliveries: not proven here).
-8. Bad input: bodies the API's model refuses get 400 and never reach the queue; a message
+9. Bad input: bodies the API's model refuses get 400 and never reach the queue; a message
    put on the queue without going through the API is retried and lands in the DLQ. With
    concurrent valid posts alongside: requests in = completed + rejected + dead-lettered.
 """
@@ -37,6 +39,7 @@ from sandbox.harness import Scenario, await_value, holds_for, unique_name
 from sandbox.local_http import LocalServer, Reply, Request, serve
 
 WORK_MS = 500
+ITEM_LIMIT_BYTES = 400 * 1024  # DynamoDB's largest item
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def run(aws: Aws, resources: AsyncRequest, scenario: Scenario) -> None:
             redelivery_publishes_nothing(
                 aws, resources, scenario, completions, posted, completed_at
             )
+            unstored_result_is_never_announced(aws, resources, scenario, completions, run_id)
             refused_webhook_delivery_is_dead_lettered(aws, resources, scenario, webhook, run_id)
             bad_input_is_refused_and_nothing_lost(aws, resources, scenario, completions, run_id)
         finally:
@@ -234,7 +238,57 @@ def redelivery_publishes_nothing(
         scenario.check(
             "completed_at unchanged",
             expected=completed_at,
-            seen=_status(resources, posted.id).json()["completed_at"],
+            seen=_status(resources, posted.id).json().get("completed_at"),
+        )
+
+
+def unstored_result_is_never_announced(
+    aws: Aws,
+    resources: AsyncRequest,
+    scenario: Scenario,
+    completions: _Completions,
+    run_id: str,
+) -> None:
+    """The completion is published only once the result is stored: a result DynamoDB
+    refuses must never be announced. The scenario makes the store fail: it writes the
+    request's PENDING row itself, padded to just under DynamoDB's 400 KB item limit, so the
+    worker's write of a 1,000-character result takes the row over it."""
+    with scenario.step("A result that cannot be stored is never announced"):
+        request_id = unique_name(f"too-big-{run_id}")
+        aws.client("dynamodb").put_item(
+            TableName=resources.table,
+            Item={
+                "id": {"S": request_id},
+                "status": {"S": "PENDING"},
+                "received_at": {"S": datetime.now(UTC).isoformat(timespec="milliseconds")},
+                "padding": {"S": "." * (ITEM_LIMIT_BYTES - 600)},
+            },
+        )
+        sent = aws.client("sqs").send_message(
+            QueueUrl=resources.queue.url,
+            MessageBody=json.dumps({"text": "x" * 1000}),
+            MessageAttributes={
+                resources.id_attribute: {"DataType": "String", "StringValue": request_id}
+            },
+        )
+        scenario.note(f"queued request {request_id}; its row has no room for the result")
+        observe.check_dead_lettered(
+            scenario,
+            aws,
+            resources.dlq,
+            observe.with_id(sent["MessageId"]),
+            max_receive_count=resources.max_receive_count,
+            timeout=60,
+        )
+        holds_for(lambda: completions.count(request_id), until=lambda n: n == 0, duration=2)
+        scenario.check("completion messages for it", expected=0, seen=completions.count(request_id))
+        scenario.check(
+            "its status and result code",
+            expected=("PENDING", 404),
+            seen=(
+                _status(resources, request_id).json().get("status"),
+                _result(resources, request_id).status_code,
+            ),
         )
 
 
@@ -277,7 +331,8 @@ def bad_input_is_refused_and_nothing_lost(
             {"text": "x", "work_ms": 999_999},  # too much work asked
             {"text": "x", "colour": "red"},  # a field the model does not know
         ]
-        good_texts = [f"batch {i} {run_id}" for i in range(3)]
+        # The same text three times: three requests all the same, told apart by their ids.
+        good_texts = [f"three requests, one text {run_id}"] * 3
         with ThreadPoolExecutor(max_workers=6) as pool:
             good = list(
                 pool.map(

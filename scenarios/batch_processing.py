@@ -82,9 +82,6 @@ def sqs_batch_retries_only_failed_records(
         )
         entries.append({"Id": "bad", "MessageBody": bad_body})
         sent = sqs.send_message_batch(QueueUrl=resources.queue.url, Entries=entries)
-        scenario.check(
-            "messages accepted", expected=len(entries), seen=len(sent.get("Successful", []))
-        )
         message_ids = {entry["Id"]: entry["MessageId"] for entry in sent["Successful"]}
         scenario.note(f"sent {len(valid_ids)} valid, 1 failing once (simulated), 1 malformed")
 

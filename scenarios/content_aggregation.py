@@ -231,7 +231,9 @@ def _feed(run_id: str, name: str, count: int) -> dict[str, Any]:
         "title": f"{name} ({run_id})",
         "items": [
             {
-                "id": f"{run_id}/{name}/{number}",
+                # Plain numbers, as many feeds use: the same ids in both feeds, so only
+                # the source in the stored key keeps their items apart.
+                "id": str(number),
                 "url": f"https://example.com/{name}/{number}",
                 "title": f"{name} post {number}",
                 "date_published": f"2026-11-{number + 1:02d}T09:00:00Z",

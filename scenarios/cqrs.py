@@ -11,8 +11,12 @@
    refused with a clear error and stored nowhere.
 5. The projector fails once on a marked event; the stream retries it, and the read model
    still counts every event exactly once.
-6. Every read model of this run equals a replay of the event store.
-7. Redelivering already-projected events to the projector changes nothing.
+6. A stale projection loses, decided by the projector itself: projector A (a delivery of
+   Dave's v3) reads his view at v2 and is held (test hook) before its write; the stream's
+   own projector applies v3 and v4; A, released, is refused by the read model's condition
+   (view still at v2?) and leaves the view at v4.
+7. Every read model of this run equals a replay of the event store.
+8. Redelivering already-projected events to the projector changes nothing.
 """
 
 from __future__ import annotations
@@ -69,13 +73,16 @@ class Bank:
 
 def run(aws: Aws, resources: Cqrs, scenario: Scenario) -> None:
     bank = Bank(aws, resources)
-    alice, bob, carol = (unique_name(f"acc-{name}") for name in ("alice", "bob", "carol"))
+    alice, bob, carol, dave = (
+        unique_name(f"acc-{name}") for name in ("alice", "bob", "carol", "dave")
+    )
     commands_append_versioned_events(scenario, bank, alice)
     first_deposit = commands_racing_at_one_version(scenario, bank, alice)
     late_write_loses(scenario, bank, alice, balance_before=300 + first_deposit)
     bad_commands_are_refused(scenario, bank, alice)
     projector_failure_is_retried(scenario, bank, bob, carol)
-    read_models_equal_replay(scenario, bank, [alice, bob, carol])
+    stale_projection_loses(scenario, bank, dave)
+    read_models_equal_replay(scenario, bank, [alice, bob, carol, dave])
     redelivered_events_change_nothing(scenario, aws, resources, bank, alice)
 
 
@@ -243,6 +250,43 @@ def projector_failure_is_retried(scenario: Scenario, bank: Bank, bob: str, carol
             "events Carol's view applied (once each)",
             expected=2,
             seen=carol_view["events_projected"],
+        )
+
+
+def stale_projection_loses(scenario: Scenario, bank: Bank, dave: str) -> None:
+    """A second delivery of an event (a concurrent projector instance, a stream retry)
+    can read the view before the stream's own delivery moves it on; its write must then
+    be refused by the read model's condition, not put the view back."""
+    resources = bank.resources
+    with scenario.step("A stale projection loses: the projector's conditional write decides"):
+        bank.command(type="OpenAccount", account_id=dave, owner="Dave")
+        bank.command(type="Deposit", account_id=dave, amount=10, expected_version=1)
+        bank.view_at(dave, 2)
+        deposit = {"aggregate_id": dave, "version": 3, "type": "MoneyDeposited"}
+        early = _stream_batch([{**deposit, "data": {"amount": 20}}], resources.events_stream_arn)
+        with HeldCall(bank.aws, resources.held_projector, dave, early) as held:
+            scenario.note("projector A (deposit 20, v3) read Dave's view at v2 and is held")
+            stored = bank.command(type="Deposit", account_id=dave, amount=20, expected_version=2)
+            emptied = bank.command(type="Withdraw", account_id=dave, amount=30, expected_version=3)
+            scenario.check(
+                "commands B: deposit 20, then withdraw the whole balance (30)",
+                expected=[(True, 3), (True, 4)],
+                seen=[(answer["accepted"], answer.get("version")) for answer in (stored, emptied)],
+            )
+            bank.view_at(dave, 4)
+            scenario.note("the stream's projector applied v3 and v4")
+            error, answer = held.release()
+        scenario.note(f"projector A, released -> {answer}")
+        scenario.check(
+            "projector A: error, failed records (its write refused; it found v3 applied)",
+            expected=(None, []),
+            seen=(error, (answer or {}).get("batchItemFailures")),
+        )
+        view = bank.view(dave) or {}
+        scenario.check(
+            "Dave's read model: balance, version, events applied (not put back to v3)",
+            expected=(0, 4, 4),
+            seen=(view.get("balance"), view.get("version"), view.get("events_projected")),
         )
 
 

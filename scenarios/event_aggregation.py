@@ -11,7 +11,9 @@
    through the queue and is applied; A, released, has its transaction cancelled by the
    item's version condition, reads again and ignores its older version. No lost update: the
    total moved by 60, once.
-7. A malformed message lands in the FIFO DLQ after maxReceiveCount receives; nothing is
+7. A record carrying the message id of A v1 (applied in step 1) but naming a new item E is
+   refused by the outcome record's condition: E is not stored, the total does not move.
+8. A malformed message lands in the FIFO DLQ after maxReceiveCount receives; nothing is
    lost: each message sent is applied, ignored or in the DLQ, read from the system; the
    total equals the sum of each item's last value, and counts every applied message.
 """
@@ -91,21 +93,24 @@ class Aggregation:
 
 def run(aws: Aws, resources: EventAggregation, scenario: Scenario) -> None:
     aggregation = Aggregation(aws, resources)
-    two_items_make_a_total(scenario, aggregation)
+    first = two_items_make_a_total(scenario, aggregation)
     a_newer_version_moves_the_total(scenario, aggregation)
     a_duplicate_is_ignored(scenario, aggregation)
     an_older_version_is_ignored(scenario, aggregation)
     a_retry_after_commit_changes_nothing(scenario, aggregation)
     racing_invocations_lose_no_update(scenario, aggregation)
+    an_applied_message_is_not_applied_again(scenario, aggregation, first)
     malformed_message_dead_lettered_nothing_lost(scenario, aggregation)
 
 
-def two_items_make_a_total(scenario: Scenario, aggregation: Aggregation) -> None:
+def two_items_make_a_total(scenario: Scenario, aggregation: Aggregation) -> str:
+    """Returns the message id of A v1."""
     with scenario.step("Two items make a total"):
         a_v1, b_v1 = aggregation.send("A", 1, 100), aggregation.send("B", 1, 30)
         scenario.check("A v1", expected="applied", seen=aggregation.settled(a_v1))
         scenario.check("B v1", expected="applied", seen=aggregation.settled(b_v1))
         scenario.check("total", expected=130, seen=aggregation.total())
+        return a_v1
 
 
 def a_newer_version_moves_the_total(scenario: Scenario, aggregation: Aggregation) -> None:
@@ -195,6 +200,30 @@ def racing_invocations_lose_no_update(scenario: Scenario, aggregation: Aggregati
         )
 
 
+def an_applied_message_is_not_applied_again(
+    scenario: Scenario, aggregation: Aggregation, applied_id: str
+) -> None:
+    """The outcome record is the message's idempotency key: its condition refuses a record
+    whose message id was applied already, even when the item it names has not moved (here
+    a new item E, so the item's own version condition cannot be what refuses it)."""
+    with scenario.step("A record with an applied message's id is not applied again"):
+        before = aggregation.total()
+        batch = _sqs_batch(aggregation, "E", version=1, value=5, message_id=applied_id)
+        error, answer = observe.call(aggregation.aws, aggregation.resources.function, batch)
+        said = answer.get("errorMessage") if error else answer
+        scenario.note(f"sent E v1=5 under the message id of A v1 -> {said}")
+        recorded = aggregation.outcome(applied_id)
+        scenario.check(
+            "total, E's stored version and value, A v1's outcome and attempts",
+            expected=(before, (None, None), ("applied", 1)),
+            seen=(
+                aggregation.total(),
+                aggregation.item("E"),
+                (recorded.get("outcome"), recorded.get("attempts")),
+            ),
+        )
+
+
 def malformed_message_dead_lettered_nothing_lost(
     scenario: Scenario, aggregation: Aggregation
 ) -> None:
@@ -261,14 +290,16 @@ def malformed_message_dead_lettered_nothing_lost(
         )
 
 
-def _sqs_batch(aggregation: Aggregation, item: str, *, version: int, value: int) -> dict[str, Any]:
+def _sqs_batch(
+    aggregation: Aggregation, item: str, *, version: int, value: int, message_id: str = ""
+) -> dict[str, Any]:
     """One record shaped as the FIFO event source mapping delivers it, for a direct invoke."""
     resources = aggregation.resources
     body = {"group": aggregation.group, "item": item, "version": version, "value": value}
     return {
         "Records": [
             {
-                "messageId": unique_name("direct"),
+                "messageId": message_id or unique_name("direct"),
                 "receiptHandle": "direct-invoke",
                 "body": json.dumps(body),
                 "attributes": {

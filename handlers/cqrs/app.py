@@ -23,8 +23,9 @@ Three functions share this module:
   {"found": false}, read from the read model only. Environment: READ_MODEL_TABLE.
 
 Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
-default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
-an invocation between its read and its conditional write (`hold_after_read`).
+default and set only on the sandbox's `-held` variants of the command and projector
+functions, lets a scenario hold an invocation between its read and its conditional write
+(`hold_after_read`, keyed by the account id).
 """
 
 from __future__ import annotations
@@ -286,6 +287,7 @@ def project(read_model: ReadModel, event: dict[str, Any]) -> str:
     new_view = apply(view, event)
     new_view["events_projected"] = int(view.get("events_projected", 0)) + 1 if view else 1
     new_view["last_event_at"] = event.get("at", "")
+    hold_after_read(view_id)
     if read_model.put(new_view, applied):
         return "projected"
     # Someone projected it between our read and write: a concurrent redelivery.
