@@ -16,6 +16,7 @@ Publish-subscribe (SNS with a task token -> banks -> SQS -> aggregator in Dynamo
 9. An invalid application fails in "Invalid Application" before anything is recorded or
    published.
 10. A malformed reply on the quotes queue is retried, then dead-lettered; nothing is lost.
+11. A bank's reply delivered again (SQS is at least once) adds no second quote.
 """
 
 from __future__ import annotations
