@@ -2,8 +2,9 @@
 
 1. The rule that drives the tick exists: rate(1 minute), targeting the tick function.
 2. Malformed job definitions are refused at creation with a clear error; nothing is stored.
-3. Jobs are created: some due in a few seconds, one overdue, one an hour ahead, and one
-   that is cancelled before it is due. The rule's target is taken off meanwhile, so that
+3. Jobs are created: some due in a few seconds, one overdue, one left CLAIMED by a tick
+   that died (its lease run out: a later tick must take it over), one an hour ahead, and
+   one that is cancelled before it is due. The rule's target is taken off meanwhile, so that
    only the scenario's ticks dispatch them (it is put back after the race).
 4. Two ticks race for the same due job, forced through the tick handler: tick B reads the
    due jobs and is held (test hook) before it claims the first due-soon one; tick A claims
@@ -31,7 +32,7 @@ from bootstrap.task_scheduling import TaskScheduling
 from sandbox import items
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
-from sandbox.observe import check_schedule, depth, invoke
+from sandbox.observe import check_schedule, invoke
 from sandbox.race import HeldCall
 
 DUE_SOON_JOBS = 6
@@ -72,6 +73,31 @@ class Scheduler:
     def deliveries(self, job_id: str) -> int:
         return int(self.job(job_id).get("deliveries", 0))
 
+    def in_queue(self) -> int:
+        """Messages visible or in flight on the due queue: a delivery still to come of a job
+        already delivered once (a redelivery, or a second send with the same delay). Delayed
+        ones are left out: each due job's own delay has run out once it was delivered, and a
+        job of another run (dispatched ahead of its due time) may wait there for minutes."""
+        attributes = self.aws.client("sqs").get_queue_attributes(
+            QueueUrl=self.resources.queue.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(count) for count in attributes.values())
+
+    def abandon_claim(self, job_id: str) -> None:
+        """Leave the job as a tick that claimed it and then died leaves it: CLAIMED, its lease
+        run out. (A live tick cannot be made to die here; the scenario writes that state.)"""
+        lapsed = _iso(datetime.now(UTC) - timedelta(seconds=1))
+        self.aws.client("dynamodb").update_item(
+            TableName=self.resources.table,
+            Key=items.wire({"bucket": job_id[:16], "job_key": job_id}),
+            UpdateExpression="SET #s = :claimed, claimed_by = :dead, lease_until = :lapsed",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=items.wire(
+                {":claimed": "CLAIMED", ":dead": "a-tick-that-died", ":lapsed": lapsed}
+            ),
+        )
+
     def stored_for_run(self) -> int:
         return len(
             items.scan(
@@ -103,12 +129,13 @@ class Jobs:
 
     due_soon: list[str]
     overdue: str
+    abandoned: str  # claimed by a tick that died: its lease has run out
     future: str
     cancelled: str
 
     @property
     def due(self) -> list[str]:
-        return [*self.due_soon, self.overdue]
+        return [*self.due_soon, self.overdue, self.abandoned]
 
 
 def run(aws: Aws, resources: TaskScheduling, scenario: Scenario) -> None:
@@ -171,7 +198,9 @@ def malformed_jobs_are_refused(scenario: Scenario, scheduler: Scheduler) -> None
 
 
 def jobs_are_created(scenario: Scenario, scheduler: Scheduler) -> Jobs:
-    with scenario.step("Jobs are created: due soon, overdue, an hour ahead, and one cancelled"):
+    with scenario.step(
+        "Jobs are created: due soon, overdue, abandoned by a dead tick, an hour ahead, cancelled"
+    ):
         now = datetime.now(UTC)
         overdue = scheduler.create(now - timedelta(minutes=10), kind="overdue")
         scenario.note(f"overdue job (due {overdue['due']}) is set to run at {overdue['run_at']}")
@@ -181,6 +210,9 @@ def jobs_are_created(scenario: Scenario, scheduler: Scheduler) -> Jobs:
             expected=f">= {_iso(now)}",
             seen=overdue["run_at"],
         )
+        abandoned = scheduler.create(now, kind="abandoned")["job_id"]
+        scheduler.abandon_claim(abandoned)
+        scenario.note(f"{abandoned} is left CLAIMED by a tick that died, its lease run out")
         future = scheduler.create(now + timedelta(hours=1), kind="future")["job_id"]
         cancelled = scheduler.create(now + timedelta(seconds=3), kind="cancelled")["job_id"]
         scenario.check("cancel", expected=True, seen=scheduler.cancel(cancelled)["cancelled"])
@@ -198,7 +230,7 @@ def jobs_are_created(scenario: Scenario, scheduler: Scheduler) -> Jobs:
             )
             due_soon = [answer["job_id"] for answer in created]
         scenario.note(f"{DUE_SOON_JOBS} jobs due from {_iso(first_due)[11:]}, 250 ms apart")
-        jobs = Jobs(sorted(due_soon), overdue["job_id"], future, cancelled)
+        jobs = Jobs(sorted(due_soon), overdue["job_id"], abandoned, future, cancelled)
         scenario.check("jobs stored", expected=len(jobs.due) + 2, seen=scheduler.stored_for_run())
         return jobs
 
@@ -262,9 +294,10 @@ def each_job_delivered_once_when_due(
             seen=(future_job["status"], future_job.get("deliveries")),
         )
         await_value(
-            lambda: depth(scheduler.aws, resources.queue.url) == 0,
+            lambda: scheduler.in_queue() == 0,
             timeout=30,
-            waiting_for=f"{resources.queue.name} to be empty (no delivery still to come)",
+            waiting_for=f"{resources.queue.name} to hold nothing visible or in flight "
+            "(no delivery still to come)",
         )
         scenario.check(
             "due jobs marked DONE by the tick that dispatched them",
