@@ -16,6 +16,7 @@ Publish-subscribe (SNS with a task token -> banks -> SQS -> aggregator in Dynamo
 9. An invalid application fails in "Invalid Application" before anything is recorded or
    published.
 10. A malformed reply on the quotes queue is retried, then dead-lettered; nothing is lost.
+11. A bank's reply delivered again (SQS is at least once) adds no second quote.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 from bootstrap.scatter_gather import ScatterGather
 from sandbox import executions, items, observe
 from sandbox.aws import Aws
-from sandbox.harness import Scenario
+from sandbox.harness import Scenario, await_value
 
 # The stand-in bureau's score is 300 + the SSN's last four digits (mod 601).
 GOOD, MIDDLING, POOR = ("0500", 800), ("0300", 600), ("0050", 350)
@@ -50,6 +51,7 @@ def run(aws: Aws, resources: ScatterGather, scenario: Scenario) -> None:
     pubsub_poor_applicant(scenario, done[("pubsub", "poor")])
     pubsub_invalid_application(scenario, aws, resources, done[("pubsub", "invalid")])
     malformed_reply_is_dead_lettered(scenario, aws, resources, bad_reply)
+    redelivered_reply_changes_nothing(scenario, aws, resources, done[("pubsub", "good")])
 
 
 def applications_start_at_once(
@@ -231,6 +233,36 @@ def malformed_reply_is_dead_lettered(
             "still in the quotes queue",
             expected=None,
             seen=observe.find(aws, resources.quotes_queue.url, observe.with_body(bad_reply)),
+        )
+
+
+def redelivered_reply_changes_nothing(
+    scenario: Scenario, aws: Aws, resources: ScatterGather, good: executions.Execution
+) -> None:
+    """SQS delivers at least once: a bank's reply handed over again (here, sent again with
+    another rate) must not add a second quote from that bank."""
+    with scenario.step("A bank's reply delivered again adds no quote"):
+        before = _record(aws, resources, good) or {}
+        bank = json.loads(before["quotes"][0])["bankId"]
+        again = {
+            "RequestId": before["requestId"],
+            "TaskToken": "the workflow has finished",
+            "Quote": {"bankId": bank, "rate": 99.5},
+        }
+        aws.client("sqs").send_message(
+            QueueUrl=resources.quotes_queue.url, MessageBody=json.dumps(again)
+        )
+        scenario.note(f"sent {bank}'s reply for {before['requestId'][:8]}… again")
+        await_value(
+            lambda: observe.depth(aws, resources.quotes_queue.url) == 0,
+            timeout=30,
+            waiting_for=f"{resources.quotes_queue.name} to be empty (the reply consumed)",
+        )
+        after = _record(aws, resources, good) or {}
+        scenario.check(
+            "quotes stored after the repeated reply (bank, rate)",
+            expected=sorted(before["quotes"]),
+            seen=sorted(after.get("quotes", [])),
         )
 
 

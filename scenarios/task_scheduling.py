@@ -2,13 +2,14 @@
 
 1. The rule that drives the tick exists: rate(1 minute), targeting the tick function.
 2. Malformed job definitions are refused at creation with a clear error; nothing is stored.
-3. Jobs are created: some due in a few seconds, one overdue, one an hour ahead, and one
-   that is cancelled before it is due. The rule's target is taken off meanwhile, so that
+3. Jobs are created: some due in a few seconds, one overdue, one left CLAIMED by a tick
+   that died (its lease run out: a later tick must take it over), one an hour ahead, and
+   one that is cancelled before it is due. The rule's target is taken off meanwhile, so that
    only the scenario's ticks dispatch them (it is put back after the race).
-4. Two ticks race for the same due job, forced through the tick handler: tick A reads the
-   due jobs and is held (test hook) before it claims the first due-soon one; tick B
-   dispatches every due job; A, released, loses its claim to B (the claim's condition), and
-   no job is dispatched by both.
+4. Two ticks race for the same due job, forced through the tick handler: tick B reads the
+   due jobs and is held (test hook) before it claims the first due-soon one; tick A claims
+   it and is held before sending it; B, released, loses its claim to A's live lease (the
+   claim's condition) and dispatches the rest; no job is dispatched by both.
 5. Each due job is delivered exactly once (counted by the worker, once the queue is empty),
    not before its due time (the SQS delay gives sub-minute precision); the overdue job runs
    on this tick; the future job is not delivered and still pending; the cancelled job is
@@ -18,6 +19,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -30,7 +32,7 @@ from bootstrap.task_scheduling import TaskScheduling
 from sandbox import items
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, unique_name
-from sandbox.observe import check_schedule, depth, invoke
+from sandbox.observe import check_schedule, invoke
 from sandbox.race import HeldCall
 
 DUE_SOON_JOBS = 6
@@ -71,6 +73,31 @@ class Scheduler:
     def deliveries(self, job_id: str) -> int:
         return int(self.job(job_id).get("deliveries", 0))
 
+    def in_queue(self) -> int:
+        """Messages visible or in flight on the due queue: a delivery still to come of a job
+        already delivered once (a redelivery, or a second send with the same delay). Delayed
+        ones are left out: each due job's own delay has run out once it was delivered, and a
+        job of another run (dispatched ahead of its due time) may wait there for minutes."""
+        attributes = self.aws.client("sqs").get_queue_attributes(
+            QueueUrl=self.resources.queue.url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(count) for count in attributes.values())
+
+    def abandon_claim(self, job_id: str) -> None:
+        """Leave the job as a tick that claimed it and then died leaves it: CLAIMED, its lease
+        run out. (A live tick cannot be made to die here; the scenario writes that state.)"""
+        lapsed = _iso(datetime.now(UTC) - timedelta(seconds=1))
+        self.aws.client("dynamodb").update_item(
+            TableName=self.resources.table,
+            Key=items.wire({"bucket": job_id[:16], "job_key": job_id}),
+            UpdateExpression="SET #s = :claimed, claimed_by = :dead, lease_until = :lapsed",
+            ExpressionAttributeNames={"#s": "status"},
+            ExpressionAttributeValues=items.wire(
+                {":claimed": "CLAIMED", ":dead": "a-tick-that-died", ":lapsed": lapsed}
+            ),
+        )
+
     def stored_for_run(self) -> int:
         return len(
             items.scan(
@@ -102,12 +129,13 @@ class Jobs:
 
     due_soon: list[str]
     overdue: str
+    abandoned: str  # claimed by a tick that died: its lease has run out
     future: str
     cancelled: str
 
     @property
     def due(self) -> list[str]:
-        return [*self.due_soon, self.overdue]
+        return [*self.due_soon, self.overdue, self.abandoned]
 
 
 def run(aws: Aws, resources: TaskScheduling, scenario: Scenario) -> None:
@@ -116,18 +144,33 @@ def run(aws: Aws, resources: TaskScheduling, scenario: Scenario) -> None:
     malformed_jobs_are_refused(scenario, scheduler)
     with scheduler.rule_paused():
         jobs = jobs_are_created(scenario, scheduler)
-        ticks_race_for_a_job(scenario, scheduler, jobs)
-    each_job_delivered_once_when_due(scenario, scheduler, jobs)
+        dispatched_by = ticks_race_for_a_job(scenario, scheduler, jobs)
+    each_job_delivered_once_when_due(scenario, scheduler, jobs, dispatched_by)
     later_tick_dispatches_nothing_again(scenario, scheduler, jobs)
 
 
 def rule_drives_the_tick(scenario: Scenario, aws: Aws, resources: TaskScheduling) -> None:
+    """Each tick dispatches what falls due before the next one, so its look-ahead must cover
+    the rule's period: a shorter one leaves jobs waiting a whole period past their due time."""
     with scenario.step("The rule that drives the tick exists with its target"):
         targets = check_schedule(scenario, aws, resources.rule, resources.schedule)
         scenario.check(
             "target",
             expected=[resources.tick_function_arn],
             seen=[target["Arn"] for target in targets],
+        )
+        period = _rate_seconds(
+            aws.client("events").describe_rule(Name=resources.rule)["ScheduleExpression"]
+        )
+        settings = aws.client("lambda").get_function_configuration(
+            FunctionName=resources.tick_function
+        )
+        lookahead = int(settings["Environment"]["Variables"]["LOOKAHEAD_SECONDS"])
+        scenario.check_that(
+            "the tick's look-ahead covers the rule's period (s)",
+            lookahead >= period,
+            expected=f">= {period}",
+            seen=lookahead,
         )
 
 
@@ -155,7 +198,9 @@ def malformed_jobs_are_refused(scenario: Scenario, scheduler: Scheduler) -> None
 
 
 def jobs_are_created(scenario: Scenario, scheduler: Scheduler) -> Jobs:
-    with scenario.step("Jobs are created: due soon, overdue, an hour ahead, and one cancelled"):
+    with scenario.step(
+        "Jobs are created: due soon, overdue, abandoned by a dead tick, an hour ahead, cancelled"
+    ):
         now = datetime.now(UTC)
         overdue = scheduler.create(now - timedelta(minutes=10), kind="overdue")
         scenario.note(f"overdue job (due {overdue['due']}) is set to run at {overdue['run_at']}")
@@ -165,6 +210,9 @@ def jobs_are_created(scenario: Scenario, scheduler: Scheduler) -> Jobs:
             expected=f">= {_iso(now)}",
             seen=overdue["run_at"],
         )
+        abandoned = scheduler.create(now, kind="abandoned")["job_id"]
+        scheduler.abandon_claim(abandoned)
+        scenario.note(f"{abandoned} is left CLAIMED by a tick that died, its lease run out")
         future = scheduler.create(now + timedelta(hours=1), kind="future")["job_id"]
         cancelled = scheduler.create(now + timedelta(seconds=3), kind="cancelled")["job_id"]
         scenario.check("cancel", expected=True, seen=scheduler.cancel(cancelled)["cancelled"])
@@ -182,35 +230,39 @@ def jobs_are_created(scenario: Scenario, scheduler: Scheduler) -> Jobs:
             )
             due_soon = [answer["job_id"] for answer in created]
         scenario.note(f"{DUE_SOON_JOBS} jobs due from {_iso(first_due)[11:]}, 250 ms apart")
-        jobs = Jobs(sorted(due_soon), overdue["job_id"], future, cancelled)
+        jobs = Jobs(sorted(due_soon), overdue["job_id"], abandoned, future, cancelled)
         scenario.check("jobs stored", expected=len(jobs.due) + 2, seen=scheduler.stored_for_run())
         return jobs
 
 
-def ticks_race_for_a_job(scenario: Scenario, scheduler: Scheduler, jobs: Jobs) -> None:
-    with scenario.step("Two ticks race for a due job: the claim's condition decides"):
+def ticks_race_for_a_job(scenario: Scenario, scheduler: Scheduler, jobs: Jobs) -> dict[str, str]:
+    """Tick B reads the contested job as PENDING and is held; tick A claims it and is held
+    before sending it, its lease live (a tick mid-dispatch); B, released, must lose the claim
+    to A's lease, not take the job over. Returns which tick dispatched each due job."""
+    with scenario.step("Two ticks race for a due job: the claim and its lease decide"):
         contested = jobs.due_soon[0]
         variant = scheduler.resources.held_tick
-        with HeldCall(scheduler.aws, variant, contested, {}) as held:
-            scenario.note(f"tick A read the due jobs and is held before claiming {contested}")
-            tick_b = scheduler.tick()
-            error, tick_a = held.release()
+        with HeldCall(scheduler.aws, variant, contested, {}) as held_b:
+            scenario.note(f"tick B read the due jobs and is held before claiming {contested}")
+            with HeldCall(scheduler.aws, variant, f"{contested}#claimed", {}) as held_a:
+                scenario.note(f"tick A claimed {contested} and is held before sending it")
+                error_b, tick_b = held_b.release()
+            error_a, tick_a = held_a.release()
+        ticks = {"A": tick_a or {}, "B": tick_b or {}}
         ours = {
-            name: [job_id for job_id in tick["dispatched"] if job_id in jobs.due]
-            for name, tick in (("A", tick_a or {"dispatched": []}), ("B", tick_b))
+            name: [job_id for job_id in tick.get("dispatched", []) if job_id in jobs.due]
+            for name, tick in ticks.items()
         }
-        scenario.note(
-            f"tick A dispatched {len(ours['A'])} of ours before its hold; "
-            f"tick B dispatched {len(ours['B'])}"
-        )
+        scenario.note(f"tick A dispatched {len(ours['A'])} of ours; tick B {len(ours['B'])}")
         scenario.check(
-            "the contested job: claimed by B; A (released) lost its claim",
-            expected=(True, None, True, False),
+            "the contested job: dispatched by A; B (released under A's lease) lost its claim",
+            expected=(True, None, True, False, None),
             seen=(
-                contested in tick_b["dispatched"],
-                error,
-                contested in (tick_a or {}).get("lost", []),
-                contested in (tick_a or {}).get("dispatched", []),
+                contested in ours["A"],
+                error_a,
+                contested in ticks["B"].get("lost", []),
+                contested in ours["B"],
+                error_b,
             ),
         )
         scenario.check(
@@ -221,9 +273,12 @@ def ticks_race_for_a_job(scenario: Scenario, scheduler: Scheduler, jobs: Jobs) -
             expected=sorted(jobs.due),
             seen=sorted(ours["A"] + ours["B"]),
         )
+        return {job_id: ticks[name]["tick_id"] for name in ours for job_id in ours[name]}
 
 
-def each_job_delivered_once_when_due(scenario: Scenario, scheduler: Scheduler, jobs: Jobs) -> None:
+def each_job_delivered_once_when_due(
+    scenario: Scenario, scheduler: Scheduler, jobs: Jobs, dispatched_by: dict[str, str]
+) -> None:
     resources = scheduler.resources
     with scenario.step("Each due job is delivered exactly once, not before it is due"):
         for job_id in jobs.due:
@@ -232,10 +287,22 @@ def each_job_delivered_once_when_due(scenario: Scenario, scheduler: Scheduler, j
                 timeout=30,
                 waiting_for=f"delivery of {job_id}",
             )
+        future_job = scheduler.job(jobs.future)
+        scenario.check(
+            "the future job: status, deliveries",
+            expected=("PENDING", None),
+            seen=(future_job["status"], future_job.get("deliveries")),
+        )
         await_value(
-            lambda: depth(scheduler.aws, resources.queue.url) == 0,
+            lambda: scheduler.in_queue() == 0,
             timeout=30,
-            waiting_for=f"{resources.queue.name} to be empty (no delivery still to come)",
+            waiting_for=f"{resources.queue.name} to hold nothing visible or in flight "
+            "(no delivery still to come)",
+        )
+        scenario.check(
+            "due jobs marked DONE by the tick that dispatched them",
+            expected=[("DONE", dispatched_by.get(job_id)) for job_id in jobs.due],
+            seen=[(job["status"], job.get("claimed_by")) for job in map(scheduler.job, jobs.due)],
         )
         late = []
         for job_id in jobs.due_soon:
@@ -266,12 +333,6 @@ def each_job_delivered_once_when_due(scenario: Scenario, scheduler: Scheduler, j
             expected=[1] * len(jobs.due),
             seen=[scheduler.deliveries(job_id) for job_id in jobs.due],
         )
-        future_job = scheduler.job(jobs.future)
-        scenario.check(
-            "the future job: status, deliveries",
-            expected=("PENDING", None),
-            seen=(future_job["status"], future_job.get("deliveries")),
-        )
         cancelled_job = scheduler.job(jobs.cancelled)
         scenario.check(
             "the cancelled job (its due time has passed): status, deliveries",
@@ -291,6 +352,13 @@ def later_tick_dispatches_nothing_again(
             expected=[],
             seen=[job_id for job_id in later["dispatched"] if job_id in ours],
         )
+
+
+def _rate_seconds(expression: str) -> int:
+    """Seconds between a rate() schedule's firings: "rate(1 minute)" -> 60."""
+    match = re.fullmatch(r"rate\((\d+) (minute|hour|day)s?\)", expression)
+    assert match, f"not a rate() schedule: {expression}"
+    return int(match[1]) * {"minute": 60, "hour": 3600, "day": 86400}[match[2]]
 
 
 def _iso(moment: datetime) -> str:

@@ -651,13 +651,15 @@ def aggregation_collapses_a_burst(aws: Aws, resources: Webhooks, scenario: Scena
         f"Aggregation: 5 hooks for one resource in {resources.aggregation_window} s -> 1 run"
     ):
         burst, single = unique_name("product"), unique_name("product")
-        replies = []
+        replies, delayed_after_first = [], -1
         for version in range(1, 6):
             status, body = _post(
                 f"{resources.api.url}/resources/{burst}/hooks",
                 json.dumps({"version": version}).encode(),
             )
             replies.append((status, body))
+            if version == 1:  # its window's run is scheduled, held back by the queue's delay
+                delayed_after_first = _delayed(aws, resources.delay_queue.url)
         status, _ = _post(f"{resources.api.url}/resources/{single}/hooks", b'{"version": 1}')
         scenario.check("hook for a second resource", expected=202, seen=status)
         scenario.check(
@@ -667,6 +669,12 @@ def aggregation_collapses_a_burst(aws: Aws, resources: Webhooks, scenario: Scena
         )
         scenario.check(
             "one window", expected=1, seen=len({body["window_id"] for _, body in replies})
+        )
+        scenario.check_that(
+            "the first hook's run waits on the delay queue (messages delayed)",
+            delayed_after_first >= 1,
+            expected=f">= 1, for the {resources.aggregation_window} s window",
+            seen=delayed_after_first,
         )
 
         def runs(resource: str) -> list[items.Item]:
@@ -729,6 +737,13 @@ def malformed_outbound_event_is_dead_lettered(
 
 
 # -- reading the tables ------------------------------------------------------------------------
+def _delayed(aws: Aws, queue_url: str) -> int:
+    attributes = aws.client("sqs").get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesDelayed"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessagesDelayed"])
+
+
 def _delivery(aws: Aws, resources: Webhooks, delivery_id: str) -> items.Item:
     return items.get(aws, resources.deliveries_table, {"id": delivery_id}) or {}
 

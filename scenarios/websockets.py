@@ -64,8 +64,9 @@ def each_client_hears_only_its_own_job(
             _client(resources, f"bob-{run_id}") as bob,
         ):
             clients = {"alice": alice, "bob": bob}
+            texts = {name: f"hello from {name} {run_id}" for name in jobs}
             for name, (job_id, steps) in jobs.items():
-                clients[name].send(_submit(job_id, f"hello from {name} {run_id}", steps))
+                clients[name].send(_submit(job_id, texts[name], steps))
             heard = {name: _hear_until_complete(clients[name], jobs[name][0]) for name in jobs}
             for name, client in clients.items():
                 heard[name] += _heard_while_quiet(client)
@@ -101,6 +102,11 @@ def each_client_hears_only_its_own_job(
             scenario.check(
                 f"{name}'s result as the table holds it",
                 expected=(stored or {}).get("result"),
+                seen=updates[-1].get("result"),
+            )
+            scenario.check(
+                f"{name}'s result: the words and the upper-cased text it sent",
+                expected={"words": len(texts[name].split()), "upper": texts[name].upper()},
                 seen=updates[-1].get("result"),
             )
 

@@ -25,7 +25,8 @@ rule's period), LOOKBACK_MINUTES (tick, default 2: buckets re-read for missed jo
 
 Test-only environment: SANDBOX_TEST_HOLD_TABLE (and SANDBOX_TEST_HOLD_SECONDS), off by
 default and set only on the sandbox's `-held` variant of a function, lets a scenario hold
-an invocation between its read and its conditional write (`hold_after_read`).
+an invocation between its read and its conditional write (`hold_after_read`, key: the job
+id), or between its claim and its send (`hold_after_claim`, key: "<job id>#claimed").
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ from aws_lambda_powertools.utilities.batch import (
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from botocore.exceptions import ClientError
 from race_hold import hold_after_read  # test-only: handlers/shared/race_hold.py
+
+# The same test-only hold at a second point: a tick that has claimed a job and not yet sent
+# it (its lease live), as a tick stalled mid-dispatch would be.
+hold_after_claim = hold_after_read
 
 MAX_DELAY_SECONDS = 900  # SQS's limit
 MAX_AHEAD = timedelta(days=365)
@@ -261,6 +266,7 @@ def tick(
         if not claim(table, job, tick_id, moment):
             lost.append(job["job_key"])
             continue
+        hold_after_claim(f"{job['job_key']}#claimed")
         body = json.dumps(
             {
                 "job_id": job["job_key"],
