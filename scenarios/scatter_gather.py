@@ -3,7 +3,8 @@
 All executions start together (the pub-sub timeouts run side by side), then:
 Recipient list (credit bureau -> Map over the bank functions it returns):
 1. A good applicant gets a quote from every eligible bank, and only those banks are asked.
-2. A loan above some banks' limits gets quotes only from the banks that lend that much.
+2. A loan above some banks' limits gets quotes only from the banks that lend that much; a
+   score equal to a bank's minimum and a loan equal to a bank's maximum still qualify.
 3. A middling applicant is not sent to the bank whose minimum score it misses.
 4. A poor applicant gets no quote, and the execution still succeeds.
 5. An invalid application fails in "Invalid Application".
@@ -43,6 +44,7 @@ def run(aws: Aws, resources: ScatterGather, scenario: Scenario) -> None:
     done, bad_reply = applications_start_at_once(scenario, aws, resources, prefix)
     recipient_list_good_applicant(scenario, resources, done[("recipient", "good")])
     recipient_list_big_loan(scenario, resources, done[("recipient", "big")])
+    recipient_list_at_the_limits(scenario, resources, done[("recipient", "limits")])
     recipient_list_middling_applicant(scenario, resources, done[("recipient", "middling")])
     recipient_list_poor_applicant(scenario, resources, done[("recipient", "poor")])
     recipient_list_invalid_application(scenario, resources, done[("recipient", "invalid")])
@@ -58,7 +60,7 @@ def applications_start_at_once(
     scenario: Scenario, aws: Aws, resources: ScatterGather, prefix: str
 ) -> tuple[Finished, str]:
     """Returns the finished executions by (variant, applicant), and the bad reply sent."""
-    with scenario.step("Nine loan applications start at once (both variants)"):
+    with scenario.step("Ten loan applications start at once (both variants)"):
         started = {
             key: executions.start(aws, arn, payload)
             for key, (arn, payload) in _applications(resources, prefix).items()
@@ -108,6 +110,29 @@ def recipient_list_big_loan(
             "banks that quoted",
             expected=_eligible(resources, GOOD[1], BIG_AMOUNT),
             seen=_quoted_by(big),
+        )
+
+
+def recipient_list_at_the_limits(
+    scenario: Scenario, resources: ScatterGather, limits: executions.Execution
+) -> None:
+    """A bank's limits are inclusive: a score equal to its minimum and a loan equal to its
+    maximum still qualify (an off-by-one comparison would drop that bank)."""
+    _, score, amount = _at_the_limits(resources)
+    with scenario.step(
+        f"Recipient list at the limits: score {score} (a bank's minimum), loan {amount:,} "
+        "(a bank's maximum)"
+    ):
+        scenario.check("status", expected="SUCCEEDED", seen=limits.status)
+        scenario.check(
+            "banks asked (at the minimum score)",
+            expected=_eligible(resources, score),
+            seen=_banks_asked(resources, limits),
+        )
+        scenario.check(
+            "banks that quoted (at the minimum score and the maximum loan)",
+            expected=_eligible(resources, score, amount),
+            seen=_quoted_by(limits),
         )
 
 
@@ -275,9 +300,14 @@ def _applications(
         return {"SSN": f"{prefix}-{last_four}", "Amount": amount, "Term": TERM}
 
     invalid = {"SSN": "not-an-ssn", "Amount": -5, "Term": TERM}
+    at_limits, _, limit_amount = _at_the_limits(resources)
     return {
         ("recipient", "good"): (resources.recipient_list, application(GOOD[0])),
         ("recipient", "big"): (resources.recipient_list, application(GOOD[0], BIG_AMOUNT)),
+        ("recipient", "limits"): (
+            resources.recipient_list,
+            application(at_limits, limit_amount),
+        ),
         ("recipient", "middling"): (resources.recipient_list, application(MIDDLING[0])),
         ("recipient", "poor"): (resources.recipient_list, application(POOR[0])),
         ("recipient", "invalid"): (resources.recipient_list, invalid),
@@ -286,6 +316,14 @@ def _applications(
         ("pubsub", "poor"): (resources.pubsub, application(POOR[0])),
         ("pubsub", "invalid"): (resources.pubsub, invalid),
     }
+
+
+def _at_the_limits(resources: ScatterGather) -> tuple[str, int, int]:
+    """(SSN's last four, score, amount): a score equal to the middle bank's minimum, a loan
+    equal to the smallest maximum. The stand-in bureau scores 300 + the last four digits."""
+    score = sorted(bank.min_credit_score for bank in resources.banks)[1]
+    amount = min(bank.max_loan_amount for bank in resources.banks)
+    return f"{score - 300:04d}", score, amount
 
 
 def _eligible(resources: ScatterGather, score: int, amount: int = AMOUNT) -> list[str]:
