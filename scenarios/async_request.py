@@ -364,6 +364,12 @@ def bad_input_is_refused_and_nothing_lost(
         scenario.check("valid posts", expected=[202] * 3, seen=[r.status_code for r in good])
         scenario.check("invalid posts", expected=[400] * 3, seen=[r.status_code for r in bad])
         scenario.note(f"LocalStack's validator says only: {bad[0].json()}")
+        unknown = unique_name("no-such-request")
+        scenario.check(
+            "an id never posted: status code, result code",
+            expected=(404, 404),
+            seen=(_status(resources, unknown).status_code, _result(resources, unknown).status_code),
+        )
         stray = f"not sent through the API {run_id}"
         aws.client("sqs").send_message(
             QueueUrl=resources.queue.url, MessageBody=json.dumps({"text": stray})
