@@ -12,7 +12,8 @@ queue, and on its own webhook endpoint through an SNS HTTP subscription.
 6. The same request delivered twice more (SQS is at-least-once): the worker consumes both
    copies, the status row keeps its first completion time, and no second message is published.
 7. A request whose result DynamoDB refuses (its row, padded by the scenario, has no room
-   left) is retried into the DLQ, stays PENDING, and no completion is ever published.
+   left) is tried twice (it reaches the DLQ two visibility timeouts after it was sent),
+   stays PENDING, and no completion is ever published.
 8. A completion the webhook refuses lands in the subscription's DLQ (LocalStack 4.14 does not
    retry HTTP deliveries: not proven here).
 9. Bad input: bodies the API's model refuses get 400 and never reach the queue; a message
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -32,7 +34,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from bootstrap.async_request import AsyncRequest
+from bootstrap.async_request import WORKER_TIMEOUT, AsyncRequest
 from sandbox import observe, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, await_value, holds_for, unique_name
@@ -264,6 +266,7 @@ def unstored_result_is_never_announced(
                 "padding": {"S": "." * (ITEM_LIMIT_BYTES - 600)},
             },
         )
+        sent_at = time.monotonic()
         sent = aws.client("sqs").send_message(
             QueueUrl=resources.queue.url,
             MessageBody=json.dumps({"text": "x" * 1000}),
@@ -279,6 +282,16 @@ def unstored_result_is_never_announced(
             observe.with_id(sent["MessageId"]),
             max_receive_count=resources.max_receive_count,
             timeout=60,
+        )
+        # A failed try hides the message for one visibility timeout (WORKER_TIMEOUT) before
+        # the next: two tries take at least two of them. Read from the clock, because the
+        # receive count above is compared with the queue's own maxReceiveCount.
+        in_queue = time.monotonic() - sent_at
+        scenario.check_that(
+            "tried again before the DLQ: time from send to the DLQ",
+            in_queue >= 2 * WORKER_TIMEOUT - 1,
+            expected=f">= {2 * WORKER_TIMEOUT - 1} s (two tries, {WORKER_TIMEOUT} s apart)",
+            seen=f"{in_queue:.1f} s",
         )
         holds_for(lambda: completions.count(request_id), until=lambda n: n == 0, duration=2)
         scenario.check("completion messages for it", expected=0, seen=completions.count(request_id))
@@ -351,6 +364,12 @@ def bad_input_is_refused_and_nothing_lost(
         scenario.check("valid posts", expected=[202] * 3, seen=[r.status_code for r in good])
         scenario.check("invalid posts", expected=[400] * 3, seen=[r.status_code for r in bad])
         scenario.note(f"LocalStack's validator says only: {bad[0].json()}")
+        unknown = unique_name("no-such-request")
+        scenario.check(
+            "an id never posted: status code, result code",
+            expected=(404, 404),
+            seen=(_status(resources, unknown).status_code, _result(resources, unknown).status_code),
+        )
         stray = f"not sent through the API {run_id}"
         aws.client("sqs").send_message(
             QueueUrl=resources.queue.url, MessageBody=json.dumps({"text": stray})

@@ -14,7 +14,9 @@
 6. A stale projection loses, decided by the projector itself: projector A (a delivery of
    Dave's v3) reads his view at v2 and is held (test hook) before its write; the stream's
    own projector applies v3 and v4; A, released, is refused by the read model's condition
-   (view still at v2?) and leaves the view at v4.
+   and leaves the view at v4. The same for a view not yet created: projector C (Erin's
+   opening) finds no view and is held while the stream creates it and applies v2; C's
+   write is refused and Erin's view stays at v2.
 7. Every read model of this run equals a replay of the event store.
 8. Redelivering already-projected events to the projector changes nothing.
 """
@@ -73,16 +75,16 @@ class Bank:
 
 def run(aws: Aws, resources: Cqrs, scenario: Scenario) -> None:
     bank = Bank(aws, resources)
-    alice, bob, carol, dave = (
-        unique_name(f"acc-{name}") for name in ("alice", "bob", "carol", "dave")
+    alice, bob, carol, dave, erin = (
+        unique_name(f"acc-{name}") for name in ("alice", "bob", "carol", "dave", "erin")
     )
     commands_append_versioned_events(scenario, bank, alice)
     first_deposit = commands_racing_at_one_version(scenario, bank, alice)
     late_write_loses(scenario, bank, alice, balance_before=300 + first_deposit)
     bad_commands_are_refused(scenario, bank, alice)
     projector_failure_is_retried(scenario, bank, bob, carol)
-    stale_projection_loses(scenario, bank, dave)
-    read_models_equal_replay(scenario, bank, [alice, bob, carol, dave])
+    stale_projection_loses(scenario, bank, dave, erin)
+    read_models_equal_replay(scenario, bank, [alice, bob, carol, dave, erin])
     redelivered_events_change_nothing(scenario, aws, resources, bank, alice)
 
 
@@ -253,10 +255,11 @@ def projector_failure_is_retried(scenario: Scenario, bank: Bank, bob: str, carol
         )
 
 
-def stale_projection_loses(scenario: Scenario, bank: Bank, dave: str) -> None:
+def stale_projection_loses(scenario: Scenario, bank: Bank, dave: str, erin: str) -> None:
     """A second delivery of an event (a concurrent projector instance, a stream retry)
     can read the view before the stream's own delivery moves it on; its write must then
-    be refused by the read model's condition, not put the view back."""
+    be refused by the read model's condition, not put the view back. Both conditions: the
+    one on a view that exists (Dave) and the one on a view not yet created (Erin)."""
     resources = bank.resources
     with scenario.step("A stale projection loses: the projector's conditional write decides"):
         bank.command(type="OpenAccount", account_id=dave, owner="Dave")
@@ -287,6 +290,30 @@ def stale_projection_loses(scenario: Scenario, bank: Bank, dave: str) -> None:
             "Dave's read model: balance, version, events applied (not put back to v3)",
             expected=(0, 4, 4),
             seen=(view.get("balance"), view.get("version"), view.get("events_projected")),
+        )
+
+        opened = {"aggregate_id": erin, "version": 1, "type": "AccountOpened"}
+        early = _stream_batch([{**opened, "data": {"owner": "Erin"}}], resources.events_stream_arn)
+        with HeldCall(bank.aws, resources.held_projector, erin, early) as held:
+            scenario.note("projector C (Erin's opening, v1) found no view for Erin and is held")
+            bank.command(type="OpenAccount", account_id=erin, owner="Erin")
+            bank.command(type="Deposit", account_id=erin, amount=15, expected_version=1)
+            bank.view_at(erin, 2)
+            scenario.note("the stream's projector created Erin's view and applied v2")
+            error, answer = held.release()
+        scenario.note(f"projector C, released -> {answer}")
+        view = bank.view(erin) or {}
+        scenario.check(
+            "projector C's error, failed records; Erin's read model: balance, version, events"
+            " applied (not put back to v1)",
+            expected=(None, [], 15, 2, 2),
+            seen=(
+                error,
+                (answer or {}).get("batchItemFailures"),
+                view.get("balance"),
+                view.get("version"),
+                view.get("events_projected"),
+            ),
         )
 
 
