@@ -159,3 +159,14 @@ def test_every_mutant_in_the_project_applies_to_the_code_as_it_is() -> None:
         for mutant in mutants.load(pattern):
             text = (mutants.ROOT / mutant.file).read_text()
             assert text.count(mutant.find) == 1, f"{pattern.slug}/{mutant.name} is stale"
+
+
+def test_every_mutant_says_what_killed_it_and_every_file_lists_its_unkilled_checks() -> None:
+    """The audit of a scenario is kept beside its mutants: each mutant's `# killed by:` line,
+    and a closing block naming each check no mutant kills, with the reason."""
+    for pattern in catalogue():
+        text = mutants.mutants_file(pattern).read_text()
+        blocks = text.split("[[mutant]]")[1:]
+        unexplained = [block.split("\n", 2)[1] for block in blocks if "# killed by:" not in block]
+        assert not unexplained, f"{pattern.slug}: no `# killed by:` line for {unexplained}"
+        assert "# Checks without a mutant, and why:" in text, pattern.slug
