@@ -7,7 +7,6 @@ they are written against one LocalStack version: `check_localstack_version` refu
 
 from __future__ import annotations
 
-import gc
 import os
 import sys
 import threading
@@ -36,12 +35,6 @@ LIGHT_JVM = (
     "-XX:MinHeapFreeRatio=10",
     "-XX:MaxHeapFreeRatio=30",
 )
-
-# Python's default collector thresholds (2000, 10, 10) made LocalStack spend ~3 of its ~20 CPU
-# seconds of `make up` collecting (measured with gc.callbacks): provisioning builds millions of
-# long-lived objects (service models, stores) that every full collection walks again. Rarer
-# young collections (and so rarer full ones) cut that to ~1 s.
-COLLECTOR_THRESHOLDS = (50_000, 20, 10)
 
 # AWS Lambda's invocation payload limits (bytes): RequestResponse and Event.
 MAX_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
@@ -219,7 +212,6 @@ def _start_websocket_api() -> None:
 
 
 def main() -> None:
-    gc.set_threshold(*COLLECTOR_THRESHOLDS)
     try:
         check_localstack_version()
     except WrongLocalStackVersion as wrong:
