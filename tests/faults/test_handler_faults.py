@@ -19,14 +19,14 @@ from tests.faults.functions import fault_function
 
 pytestmark = pytest.mark.integration
 
-# Starts a child that would outlive it, records the child's pid, then waits for that child:
-# the function's timeout (3 s) ends the wait long before the child's 600 s.
+# Starts a child that would outlive it (it waits for a signal that never comes), records the
+# child's pid, then waits for that child: only the function's timeout (3 s) ends the wait.
 STARTS_A_CHILD_THEN_HANGS = """
 import os, subprocess, sys, boto3
 table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
 
 def handler(event, context):
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    child = subprocess.Popen([sys.executable, "-c", "import signal; signal.pause()"])
     table.put_item(Item={"id": "child", "pid": child.pid})
     child.wait()
 """
