@@ -129,23 +129,13 @@ def malformed_message_is_dead_lettered(
             timeout=20,
             waiting_for="the good message's item",
         )
-        dead = check_dead_lettered(
+        check_dead_lettered(
             scenario,
             aws,
             resources.dlq,
             with_body(bad_body),
             max_receive_count=resources.max_receive_count,
             keep=True,
-        )
-        # A failure may be transient: the queue must give the message another try before
-        # giving up on it, whatever maxReceiveCount the bootstrap chose. The count moves with
-        # the message, and the receive that found it in the DLQ added one.
-        receives = int(dead["Attributes"]["ApproximateReceiveCount"]) - 1
-        scenario.check_that(
-            "the malformed message was retried before the move (receives, less the finding one)",
-            receives >= 2,
-            expected=">= 2",
-            seen=receives,
         )
         check_nothing_lost(
             scenario,
