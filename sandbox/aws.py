@@ -23,6 +23,7 @@ class Aws:
         self._config = Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5)
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()  # a boto3 session must not make clients concurrently
+        self.role_arns: dict[str, str] = {}  # provisioning's roles, by name, once looked up
 
     def client(self, service: str) -> Any:
         """The service's client, shared: boto3 clients are thread-safe, sessions are not."""

@@ -30,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import ConnectionClosedError, EndpointConnectionError
 
-from sandbox import activity, pattern_lock, settings
+from sandbox import activity, pattern_lock, provision, settings
 from sandbox.aws import Aws
 from sandbox.harness import Scenario, WaitTimedOut, await_value
 from sandbox.health import health
@@ -70,7 +70,8 @@ class Pattern:
 
     def provision(self, aws: Aws) -> Any:
         with pattern_lock.using(aws.endpoint_url, self.slug):
-            return self.bootstrap.provision(aws)
+            with provision.functions_awaited_together(aws):
+                return self.bootstrap.provision(aws)
 
     def fingerprint(self) -> str:
         """A hash of everything its provisioning reads: bootstrap, handlers, state machines,

@@ -20,7 +20,9 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,11 +135,6 @@ def ensure_table(
     """An on-demand table keyed by `hash_key` (and `range_key`); returns its name.
     `key_types` gives a key's type when it is not a string ("N", "B")."""
     dynamodb = aws.client("dynamodb")
-    try:
-        dynamodb.describe_table(TableName=name)
-        return name
-    except dynamodb.exceptions.ResourceNotFoundException:
-        pass
     keys = [(hash_key, "HASH")] + ([(range_key, "RANGE")] if range_key else [])
     types = key_types or {}
     params: dict[str, Any] = {
@@ -150,7 +147,10 @@ def ensure_table(
     }
     if stream_view:
         params["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view}
-    dynamodb.create_table(**params)
+    try:  # created first: on a fresh sandbox, a look first would be one more request each
+        dynamodb.create_table(**params)
+    except dynamodb.exceptions.ResourceInUseException:
+        pass  # it exists; it may still be being created by another pattern
     wait_for(
         lambda: dynamodb.describe_table(TableName=name)["Table"]["TableStatus"] == "ACTIVE",
         f"table {name} to be ACTIVE",
@@ -170,10 +170,17 @@ def ensure_ttl(aws: Aws, table: str, attribute: str) -> None:
 
 # -- IAM -----------------------------------------------------------------------------
 def ensure_role(aws: Aws, name: str, service: str) -> str:
-    """A role the given service may assume (LocalStack does not enforce IAM; AWS would)."""
+    """A role the given service may assume (LocalStack does not enforce IAM; AWS would).
+    Looked up once per `Aws`: every function of every pattern names the same role."""
+    if name not in aws.role_arns:
+        aws.role_arns[name] = _ensured_role(aws, name, service)
+    return aws.role_arns[name]
+
+
+def _ensured_role(aws: Aws, name: str, service: str) -> str:
     iam = aws.client("iam")
     try:
-        return iam.get_role(RoleName=name)["Role"]["Arn"]
+        return str(iam.get_role(RoleName=name)["Role"]["Arn"])
     except iam.exceptions.NoSuchEntityException:
         pass
     trust = {
@@ -334,7 +341,11 @@ def ensure_function(
             Architectures=architectures,
             **config,
         )["FunctionArn"]
-        wait_for_function(lambda_, name)
+        starting = _functions_starting.get()
+        if starting is None:
+            wait_for_function(lambda_, name)
+        else:
+            starting.append(name)
         return arn
     if current["CodeSha256"] != sha or current.get("Architectures") != architectures:
         lambda_.update_function_code(FunctionName=name, ZipFile=code, Architectures=architectures)
@@ -348,6 +359,25 @@ def ensure_function(
         lambda_.update_function_configuration(FunctionName=name, **config)
         wait_for_function(lambda_, name)
     return current["FunctionArn"]
+
+
+_functions_starting: ContextVar[list[str] | None] = ContextVar("functions_starting", default=None)
+
+
+@contextmanager
+def functions_awaited_together(aws: Aws) -> Iterator[None]:
+    """Within it, a new function is not awaited as it is created but at the end, with the
+    others: it takes a few hundred ms to start, during which the rest of the pattern is
+    provisioned, and each look at it is one more request for LocalStack to serve."""
+    starting: list[str] = []
+    token = _functions_starting.set(starting)
+    try:
+        yield
+    finally:
+        _functions_starting.reset(token)
+    lambda_ = aws.client("lambda")
+    for name in starting:
+        wait_for_function(lambda_, name)
 
 
 def wait_for_function(lambda_: Any, name: str) -> None:

@@ -154,7 +154,63 @@ def payloads_within_lambdas_limits() -> Patch:
     return Patch.function(LambdaService.invoke, within_limits)
 
 
+def botocore_files_parsed_once() -> Patch:
+    """Every boto session LocalStack and moto make (per request context, per store, per
+    region check) has its own botocore loader, and each parses the JSON files it reads anew:
+    the S3 model to list regions, a service's model once for LocalStack and again for moto.
+    Parse each file once for the process. The files are read-only data; what botocore merges
+    into a loaded model (its SDK extras) it merges the same way every time."""
+    from botocore import loaders
+
+    parsed: dict[str, Any] = {}
+
+    def once(load_file: Any, self: loaders.JSONFileLoader, file_path: str) -> Any:
+        if file_path not in parsed:
+            parsed[file_path] = load_file(self, file_path)
+        return parsed[file_path]
+
+    return Patch.function(loaders.JSONFileLoader.load_file, once)
+
+
+def services_listed_once() -> Patch:
+    """Each new botocore loader lists its known services (a walk of ~400 data folders) before
+    it loads its first model; the folders do not change while LocalStack runs."""
+    from botocore import loaders
+
+    listed: dict[tuple[Any, ...], Any] = {}
+
+    list_available_services = loaders.Loader.list_available_services  # an instance_cache
+
+    def once(self: loaders.Loader, type_name: str) -> Any:
+        key = (*self.search_paths, type_name)
+        if key not in listed:
+            listed[key] = list_available_services(self, type_name)
+        return list(listed[key])
+
+    return Patch(loaders.Loader, "list_available_services", once)
+
+
+def regions_listed_once() -> Patch:
+    """LocalStack lists a service's regions through a new boto3 session for every store it
+    creates (each service, each account) and its region check; the list comes from botocore's
+    data files, which do not change while it runs."""
+    import boto3
+
+    listed: dict[tuple[Any, ...], list[str]] = {}
+
+    def once(get_available_regions: Any, self: boto3.Session, *args: Any, **kwargs: Any) -> Any:
+        key = (*args, *sorted(kwargs.items()))
+        if key not in listed:
+            listed[key] = get_available_regions(self, *args, **kwargs)
+        return list(listed[key])
+
+    return Patch.function(boto3.Session.get_available_regions, once)
+
+
 PATCHES = (
+    botocore_files_parsed_once,
+    services_listed_once,
+    regions_listed_once,
     dynamodb_local_without_agent,
     kinesis_mock_on_this_machine_only,
     gateway_bound_to_its_host,
