@@ -273,13 +273,19 @@ def main() -> None:
     except WrongLocalStackVersion as wrong:
         print(f"error: {wrong}", file=sys.stderr)
         sys.exit(2)
-    from sandbox.embedded import lambda_logs, metrics, pollers  # once the version is known to fit
+    from sandbox.embedded import (  # once the version is known to fit
+        dynamodb_items,
+        lambda_logs,
+        metrics,
+        pollers,
+    )
 
     for make_patch in PATCHES:
         make_patch().apply()
     if os.environ.get(PRESTART_BACKENDS) == "1":
         _start_backends_early()
     pollers.apply()
+    dynamodb_items.apply()
     metrics.apply()
     lambda_logs.apply()
     _start_python_template()
