@@ -24,6 +24,7 @@ class Aws:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()  # a boto3 session must not make clients concurrently
         self.role_arns: dict[str, str] = {}  # provisioning's roles, by name, once looked up
+        self.functions_found: set[str] | None = None  # the functions provisioning found at first
 
     def client(self, service: str) -> Any:
         """The service's client, shared: boto3 clients are thread-safe, sessions are not."""

@@ -10,11 +10,12 @@ low maxReceiveCount, repeated searches would push other messages into its DLQ.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 from sandbox.aws import Aws
-from sandbox.harness import Scenario, await_value
+from sandbox.harness import Scenario, WaitTimedOut, await_value
 from sandbox.provision import Queue
 
 Message = dict[str, Any]
@@ -160,6 +161,29 @@ def depth(aws: Aws, queue_url: str) -> int:
         QueueUrl=queue_url, AttributeNames=list(COUNTS)
     )["Attributes"]
     return sum(int(attributes.get(name, 0)) for name in COUNTS)
+
+
+EMPTY_SETTLE_S = 1.0
+
+
+def await_empty(aws: Aws, queue_url: str, *, timeout: float, waiting_for: str) -> int:
+    """Until the queue has been empty (visible, in flight, delayed) on every look for
+    EMPTY_SETTLE_S; returns its depth then (0). SQS's counts are approximate: LocalStack's
+    miss a message while a receive moves it from visible to in flight, so one look can say
+    0 before a just-sent message is even taken."""
+    deadline = time.monotonic() + timeout
+    empty_since: float | None = None
+    while True:
+        now, messages = time.monotonic(), depth(aws, queue_url)
+        if messages:
+            empty_since = None
+        elif empty_since is None:
+            empty_since = now
+        elif now - empty_since >= EMPTY_SETTLE_S:
+            return messages
+        if now >= deadline:
+            raise WaitTimedOut(f"Waited {timeout:g} s for {waiting_for}; last saw: {messages}")
+        time.sleep(0.2)
 
 
 def check_dead_lettered(

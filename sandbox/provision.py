@@ -330,23 +330,25 @@ def ensure_function(
         "Environment": {"Variables": environment or {}},
     }
     architectures = [lambda_architecture()]
-    try:
-        current = lambda_.get_function_configuration(FunctionName=name)
-    except lambda_.exceptions.ResourceNotFoundException:
-        role = ensure_role(aws, LAMBDA_ROLE, "lambda.amazonaws.com")
-        arn = lambda_.create_function(
-            FunctionName=name,
-            Role=role,
-            Code={"ZipFile": code},
-            Architectures=architectures,
-            **config,
-        )["FunctionArn"]
-        starting = _functions_starting.get()
-        if starting is None:
-            wait_for_function(lambda_, name)
+    current = _function_configuration(aws, name)
+    if current is None:
+        try:
+            arn: str = lambda_.create_function(
+                FunctionName=name,
+                Role=ensure_role(aws, LAMBDA_ROLE, "lambda.amazonaws.com"),
+                Code={"ZipFile": code},
+                Architectures=architectures,
+                **config,
+            )["FunctionArn"]
+        except lambda_.exceptions.ResourceConflictException:  # made since they were listed
+            current = lambda_.get_function_configuration(FunctionName=name)
         else:
-            starting.append(name)
-        return arn
+            starting = _functions_starting.get()
+            if starting is None:
+                wait_for_function(lambda_, name)
+            else:
+                starting.append(name)
+            return arn
     if current["CodeSha256"] != sha or current.get("Architectures") != architectures:
         lambda_.update_function_code(FunctionName=name, ZipFile=code, Architectures=architectures)
         wait_for_function(lambda_, name)
@@ -378,6 +380,27 @@ def functions_awaited_together(aws: Aws) -> Iterator[None]:
     lambda_ = aws.client("lambda")
     for name in starting:
         wait_for_function(lambda_, name)
+
+
+_listing_functions = threading.Lock()
+
+
+def _function_configuration(aws: Aws, name: str) -> dict[str, Any] | None:
+    """The function's configuration, None if there is none. The functions are listed once per
+    `Aws`, so a fresh sandbox's are created without a look at each first."""
+    with _listing_functions:
+        if aws.functions_found is None:
+            pages = aws.client("lambda").get_paginator("list_functions").paginate()
+            aws.functions_found = {f["FunctionName"] for page in pages for f in page["Functions"]}
+    if name not in aws.functions_found:
+        return None
+    lambda_ = aws.client("lambda")
+    try:
+        configuration: dict[str, Any] = lambda_.get_function_configuration(FunctionName=name)
+        return configuration
+    except lambda_.exceptions.ResourceNotFoundException:  # deleted since they were listed
+        aws.functions_found.discard(name)
+        return None
 
 
 def wait_for_function(lambda_: Any, name: str) -> None:

@@ -224,15 +224,10 @@ def redelivery_publishes_nothing(
             Entries=[{"Id": "copy1", **copy}, {"Id": "copy2", **copy}],
         )
         scenario.note("sent the same message twice more, as an at-least-once delivery might")
-        await_value(
-            lambda: observe.depth(aws, resources.queue.url),
-            until=lambda n: n == 0,
-            timeout=30,
-            waiting_for="the worker to consume both copies",
+        left = observe.await_empty(
+            aws, resources.queue.url, timeout=30, waiting_for="the worker to consume both copies"
         )
-        scenario.check(
-            "copies left in the queue", expected=0, seen=observe.depth(aws, resources.queue.url)
-        )
+        scenario.check("copies left in the queue", expected=0, seen=left)
         holds_for(lambda: completions.count(posted.id), until=lambda n: n == 1, duration=3)
         scenario.check(
             "completion messages for the id", expected=1, seen=completions.count(posted.id)

@@ -26,7 +26,7 @@ from typing import Any
 from bootstrap.retry_backoff import RetryBackoff
 from sandbox import executions, observe
 from sandbox.aws import Aws
-from sandbox.harness import Scenario, await_value, unique_name
+from sandbox.harness import Scenario, unique_name
 from sandbox.local_http import LocalServer, Reply, Request, serve
 
 # What a gap may add to the backoff delay: the HTTP call itself and process scheduling.
@@ -217,11 +217,8 @@ def check_sqs_redelivery(
         dead = {message["Body"]: message for message in taken}
         scenario.check("DLQ entries, once each", expected=len(dead_bodies), seen=len(taken))
         # The message throttled once may still be waiting for its second delivery.
-        await_value(
-            lambda: observe.depth(aws, resources.queue.url),
-            until=lambda depth: depth == 0,
-            timeout=15,
-            waiting_for="the queue to be empty",
+        observe.await_empty(
+            aws, resources.queue.url, timeout=15, waiting_for="the queue to be empty"
         )
         calls_per_message = {
             name: len(stand.server.to(url_path)) for name, url_path in paths.items()

@@ -29,7 +29,7 @@ from typing import Any
 from bootstrap.scatter_gather import ScatterGather
 from sandbox import executions, items, observe
 from sandbox.aws import Aws
-from sandbox.harness import Scenario, await_value
+from sandbox.harness import Scenario
 
 # The stand-in bureau's score is 300 + the SSN's last four digits (mod 601).
 GOOD, MIDDLING, POOR = ("0500", 800), ("0300", 600), ("0050", 350)
@@ -278,8 +278,9 @@ def redelivered_reply_changes_nothing(
             QueueUrl=resources.quotes_queue.url, MessageBody=json.dumps(again)
         )
         scenario.note(f"sent {bank}'s reply for {before['requestId'][:8]}… again")
-        await_value(
-            lambda: observe.depth(aws, resources.quotes_queue.url) == 0,
+        observe.await_empty(
+            aws,
+            resources.quotes_queue.url,
             timeout=30,
             waiting_for=f"{resources.quotes_queue.name} to be empty (the reply consumed)",
         )

@@ -203,11 +203,8 @@ def check_queue_waits(
             waiting_for="the four queued orders to be processed",
         )
         scenario.check("orders processed", expected=sorted(ids), seen=sorted(done))
-        await_value(
-            lambda: observe.depth(orders.aws, resources.queue.url),
-            until=lambda depth: depth == 0,
-            timeout=20,
-            waiting_for="the queue to be empty",
+        observe.await_empty(
+            orders.aws, resources.queue.url, timeout=20, waiting_for="the queue to be empty"
         )
 
 

@@ -207,6 +207,39 @@ def regions_listed_once() -> Patch:
     return Patch.function(boto3.Session.get_available_regions, once)
 
 
+def state_machine_definitions_parsed_once() -> Patch:
+    """CreateStateMachine parses the definition (ANTLR, in Python: ~50 ms of LocalStack's one
+    interpreter) to validate it, then once more only to count which query language it uses
+    for LocalStack's usage analytics, which the sandbox does not send (DISABLE_EVENTS)."""
+    from localstack.services.stepfunctions.asl.static_analyser.usage_metrics_static_analyser import (  # noqa: E501
+        UsageMetricsStaticAnalyser,
+    )
+
+    def not_counted(definition: str) -> None:
+        return None
+
+    return Patch(UsageMetricsStaticAnalyser, "process", staticmethod(not_counted))
+
+
+def lambda_role_checked_once() -> Patch:
+    """CreateFunction checks that Lambda may assume the function's role with an STS AssumeRole
+    through LocalStack's gateway, for every function; a role it could assume once, it still
+    can (LocalStack enforces no IAM), so the answer is kept per role and region."""
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+
+    assumable: set[tuple[str, str]] = set()
+
+    def checked_once(can_assume_role: Any, self: LambdaService, role_arn: str, region: str) -> bool:
+        if (role_arn, region) in assumable:
+            return True
+        if can_assume_role(self, role_arn, region):
+            assumable.add((role_arn, region))
+            return True
+        return False
+
+    return Patch.function(LambdaService.can_assume_role, checked_once)
+
+
 PATCHES = (
     botocore_files_parsed_once,
     services_listed_once,
@@ -217,6 +250,8 @@ PATCHES = (
     first_idle_poll_wait_within_the_maximum,
     payloads_within_lambdas_limits,
     role_sessions_reused,
+    state_machine_definitions_parsed_once,
+    lambda_role_checked_once,
 )
 
 

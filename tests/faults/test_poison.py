@@ -183,12 +183,8 @@ def poison_one(aws: Aws, mapping: Mapping, run: str) -> tuple[Accounting, str]:
             interval=1,
             waiting_for=f"the poison in {mapping.dlq.name}",
         )
-        await_value(
-            lambda: observe.depth(aws, mapping.queue.url),
-            until=lambda left: left == 0,
-            timeout=60,
-            interval=1,
-            waiting_for=f"{mapping.queue.name} to be empty",
+        observe.await_empty(
+            aws, mapping.queue.url, timeout=60, waiting_for=f"{mapping.queue.name} to be empty"
         )
     except AssertionError as waited:
         return row, str(waited)
