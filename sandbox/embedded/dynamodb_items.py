@@ -17,7 +17,7 @@ provider must see the change to publish its record), global tables, requests tha
 consumed capacity (the provider fills it in), a Query on an index (the provider checks its
 projection), table names given as ARNs, browser requests (CORS), and every request while
 LocalStack's error-injection settings are on or DynamoDB Local is not running. `entry.py`
-applies the patch.
+applies the patch when LocalStack loads its DynamoDB service.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ NOT_RETURNED = {"content-length", "connection", "keep-alive", "transfer-encoding
 _connections = threading.local()
 
 
-def apply() -> None:
-    Patch.function(ServiceRequestParser.__call__, _passed_through).apply()
+def patch() -> Patch:
+    return Patch.function(ServiceRequestParser.__call__, _passed_through)
 
 
 def _passed_through(

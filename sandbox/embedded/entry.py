@@ -11,6 +11,7 @@ import os
 import sys
 import threading
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -250,9 +251,42 @@ PATCHES = (
     first_idle_poll_wait_within_the_maximum,
     payloads_within_lambdas_limits,
     role_sessions_reused,
-    state_machine_definitions_parsed_once,
     lambda_role_checked_once,
 )
+
+
+def dynamodb_items_passed_through() -> Patch:
+    from sandbox.embedded import dynamodb_items  # imports LocalStack's DynamoDB provider
+
+    return dynamodb_items.patch()
+
+
+# Patches of a service's own modules, applied when LocalStack loads the service: importing
+# those modules at start (DynamoDB's provider, the ASL parser) put ~2 s before healthy.
+WHEN_LOADED: dict[str, tuple[Callable[[], Patch], ...]] = {
+    "dynamodb": (dynamodb_items_passed_through,),
+    "stepfunctions": (state_machine_definitions_parsed_once,),
+}
+
+
+def service_patches_applied_as_services_load() -> Patch:
+    """Applies WHEN_LOADED's patches of a service once LocalStack has created it (its
+    provider's modules imported), before it serves a request."""
+    from localstack.services.plugins import ServicePluginAdapter
+
+    patched: set[str] = set()
+    lock = threading.Lock()
+
+    def then_patched(create_service: Any, self: ServicePluginAdapter) -> Any:
+        service = create_service(self)
+        with lock:
+            if self.api not in patched:
+                patched.add(self.api)
+                for make_patch in WHEN_LOADED.get(self.api, ()):
+                    make_patch().apply()
+        return service
+
+    return Patch.function(ServicePluginAdapter.create_service, then_patched)
 
 
 def _start_backends_early() -> None:
@@ -308,19 +342,14 @@ def main() -> None:
     except WrongLocalStackVersion as wrong:
         print(f"error: {wrong}", file=sys.stderr)
         sys.exit(2)
-    from sandbox.embedded import (  # once the version is known to fit
-        dynamodb_items,
-        lambda_logs,
-        metrics,
-        pollers,
-    )
+    from sandbox.embedded import lambda_logs, metrics, pollers  # once the version is known to fit
 
     for make_patch in PATCHES:
         make_patch().apply()
+    service_patches_applied_as_services_load().apply()
     if os.environ.get(PRESTART_BACKENDS) == "1":
         _start_backends_early()
     pollers.apply()
-    dynamodb_items.apply()
     metrics.apply()
     lambda_logs.apply()
     _start_python_template()

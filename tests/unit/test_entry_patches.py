@@ -170,3 +170,35 @@ def test_a_role_is_assumed_once_per_service_and_settings(applied) -> None:
     assert first is again
     assert len({id(first), id(other), id(elsewhere)}) == 3
     assert assumed == [role] * 3
+
+
+def test_every_service_patch_is_one_of_localstacks_patches() -> None:
+    for service, patches in entry.WHEN_LOADED.items():
+        for make_patch in patches:
+            patch = make_patch()
+            assert isinstance(patch, Patch) and patch.old is not None, (service, patch)
+
+
+def test_a_services_patches_apply_when_localstack_creates_it(applied) -> None:
+    """Once, before the service serves a request; other services' patches wait for theirs."""
+    from localstack.services.plugins import ServicePluginAdapter
+    from localstack.services.stepfunctions.asl.static_analyser.usage_metrics_static_analyser import (  # noqa: E501
+        UsageMetricsStaticAnalyser,
+    )
+
+    analyse = UsageMetricsStaticAnalyser.process
+    applied(entry.service_patches_applied_as_services_load())
+    created = ServicePluginAdapter("sqs", create_service=lambda: "sqs service").create_service()
+    assert created == "sqs service"
+    assert UsageMetricsStaticAnalyser.process is analyse
+    plugin = ServicePluginAdapter("stepfunctions", create_service=lambda: "sfn service")
+    try:
+        assert plugin.create_service() == "sfn service"
+        assert UsageMetricsStaticAnalyser.process is not analyse
+        assert UsageMetricsStaticAnalyser.process('{"StartAt": "A"}') is None  # not parsed
+        patched = UsageMetricsStaticAnalyser.process
+        plugin.create_service()  # a service loaded again is not patched twice
+        assert UsageMetricsStaticAnalyser.process is patched
+    finally:
+        for patch in [p for p in Patch.applied_patches if p.obj is UsageMetricsStaticAnalyser]:
+            patch.undo()
