@@ -88,6 +88,33 @@ def await_count(
     )
 
 
+def await_lasting(
+    probe: Callable[[], T],
+    *,
+    until: Callable[[T], bool],
+    duration: float,
+    timeout: float,
+    interval: float = 0.2,
+    waiting_for: str = "condition",
+) -> T:
+    """Until `until(probe())` has held on every look for `duration` s; return the last value.
+    After `timeout` s raise WaitTimedOut with the last value seen. For what one look can show
+    true for a moment (an approximate count) before it settles."""
+    deadline = time.monotonic() + timeout
+    held_since: float | None = None
+    while True:
+        now, value = time.monotonic(), probe()
+        if not until(value):
+            held_since = None
+        elif held_since is None:
+            held_since = now
+        elif now - held_since >= duration:
+            return value
+        if now >= deadline:
+            raise WaitTimedOut(f"Waited {timeout:g} s for {waiting_for}; last saw: {_short(value)}")
+        time.sleep(interval)
+
+
 def holds_for(
     probe: Callable[[], T], *, until: Callable[[T], bool], duration: float, interval: float = 0.2
 ) -> T:

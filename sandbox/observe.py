@@ -10,12 +10,11 @@ low maxReceiveCount, repeated searches would push other messages into its DLQ.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
 from sandbox.aws import Aws
-from sandbox.harness import Scenario, WaitTimedOut, await_value
+from sandbox.harness import Scenario, await_lasting, await_value
 from sandbox.provision import Queue
 
 Message = dict[str, Any]
@@ -171,19 +170,13 @@ def await_empty(aws: Aws, queue_url: str, *, timeout: float, waiting_for: str) -
     EMPTY_SETTLE_S; returns its depth then (0). SQS's counts are approximate: LocalStack's
     miss a message while a receive moves it from visible to in flight, so one look can say
     0 before a just-sent message is even taken."""
-    deadline = time.monotonic() + timeout
-    empty_since: float | None = None
-    while True:
-        now, messages = time.monotonic(), depth(aws, queue_url)
-        if messages:
-            empty_since = None
-        elif empty_since is None:
-            empty_since = now
-        elif now - empty_since >= EMPTY_SETTLE_S:
-            return messages
-        if now >= deadline:
-            raise WaitTimedOut(f"Waited {timeout:g} s for {waiting_for}; last saw: {messages}")
-        time.sleep(0.2)
+    return await_lasting(
+        lambda: depth(aws, queue_url),
+        until=lambda messages: messages == 0,
+        duration=EMPTY_SETTLE_S,
+        timeout=timeout,
+        waiting_for=waiting_for,
+    )
 
 
 def check_dead_lettered(

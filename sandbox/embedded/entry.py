@@ -157,20 +157,13 @@ def payloads_within_lambdas_limits() -> Patch:
 
 def botocore_files_parsed_once() -> Patch:
     """Every boto session LocalStack and moto make (per request context, per store, per
-    region check) has its own botocore loader, and each parses the JSON files it reads anew:
-    the S3 model to list regions, a service's model once for LocalStack and again for moto.
-    Parse each file once for the process. The files are read-only data; what botocore merges
-    into a loaded model (its SDK extras) it merges the same way every time."""
+    region check) has its own botocore loader, which parses the JSON files it reads anew:
+    the S3 model to list regions, a service's model once for LocalStack and again for moto."""
     from botocore import loaders
 
-    parsed: dict[str, Any] = {}
+    from sandbox.executor.python_runtime import parsed_once
 
-    def once(load_file: Any, self: loaders.JSONFileLoader, file_path: str) -> Any:
-        if file_path not in parsed:
-            parsed[file_path] = load_file(self, file_path)
-        return parsed[file_path]
-
-    return Patch.function(loaders.JSONFileLoader.load_file, once)
+    return Patch(loaders.JSONFileLoader, "load_file", parsed_once(loaders.JSONFileLoader.load_file))
 
 
 def services_listed_once() -> Patch:

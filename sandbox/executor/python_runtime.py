@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -334,6 +335,21 @@ SHARED_SERVICES = (
 )
 
 
+def parsed_once(load_file: Callable[[Any, str], Any]) -> Callable[[Any, str], Any]:
+    """botocore's `JSONFileLoader.load_file`, each file parsed once for the process: every
+    loader (one per boto session) otherwise parses the files it reads anew, and they do not
+    change while the process runs. What botocore merges into a loaded model (its SDK
+    extras) it merges the same way every time."""
+    parsed: dict[str, Any] = {}
+
+    def load_file_once(self: Any, file_path: str) -> Any:
+        if file_path not in parsed:
+            parsed[file_path] = load_file(self, file_path)
+        return parsed[file_path]
+
+    return load_file_once
+
+
 def share_botocore_data() -> None:
     """Import boto3 and parse, once, the JSON data files (service models, endpoint rules) a
     client of SHARED_SERVICES reads, so forked environments reuse them instead of each
@@ -346,15 +362,7 @@ def share_botocore_data() -> None:
     import boto3
     from botocore import loaders
 
-    parsed: dict[str, Any] = {}
-    load_file = loaders.JSONFileLoader.load_file
-
-    def load_file_once(self: loaders.JSONFileLoader, file_path: str) -> Any:
-        if file_path not in parsed:
-            parsed[file_path] = load_file(self, file_path)
-        return parsed[file_path]
-
-    loaders.JSONFileLoader.load_file = load_file_once
+    loaders.JSONFileLoader.load_file = parsed_once(loaders.JSONFileLoader.load_file)
     throwaway = boto3.Session(
         region_name="us-east-1", aws_access_key_id="template", aws_secret_access_key="template"
     )
