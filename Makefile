@@ -66,11 +66,15 @@ scenario: deps ## Run one pattern's scenario (and write the report): make scenar
 scenarios: deps ## Run every scenario, then write the report
 	@$(PY) -m sandbox scenario all
 
-# `make test` runs the fault suite last, in the same session (one sandbox for both).
+# `make test` runs every suite in one session (one sandbox), on TEST_WORKERS pytest-xdist
+# workers: the scenarios, the poison fault and the sandboxes of their own mostly wait, and
+# overlap each other and the unit tests (tests/conftest.py says how they are grouped).
 TEST_PATHS := tests/unit tests/integration tests/docker tests/browser tests/faults
+TEST_WORKERS ?= 4
 
 test: deps lint ## Lint, then all tests: unit, browser, integration against the sandbox (started if none runs), faults; writes the report
-	@$(PY) -m pytest $(TEST_PATHS); status=$$?; $(PY) -m sandbox report; exit $$status
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(TEST_PATHS); \
+	  status=$$?; $(PY) -m sandbox report; exit $$status
 
 mutants: deps ## Break each pattern on purpose (its documented mutants) and check its scenario fails: make mutants [P=<slug>]
 	@$(PY) -m sandbox mutants $(or $(P),all)

@@ -270,6 +270,12 @@ def _failure(event: dict[str, Any]) -> str:
 
 
 # -- all of it ------------------------------------------------------------------------
+def unread(since: float, until: float, why: str) -> dict[str, Any]:
+    """The record of a run whose system could not be read at all."""
+    window = [round(since, 3), round(until, 3)]
+    return {"window": window, "problems": [why], "invocations": [], "executions": [], "dlqs": []}
+
+
 def collect(
     aws: Aws, slug: str, since: float, until: float, dlqs: DlqWatch | None = None
 ) -> dict[str, Any]:

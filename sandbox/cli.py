@@ -66,7 +66,7 @@ def cmd_list(_: argparse.Namespace) -> int:
 def cmd_up(_: argparse.Namespace) -> int:
     mode = modes.choose()
     print(f"Sandbox: {mode.name} mode at {mode.endpoint}")
-    with _only_one_up():
+    with only_one_up():
         print(f"Sandbox: {mode.start()}")
         provision_patterns(Aws(mode.endpoint), catalogue(), skip_unchanged=True)
     _print_table(catalogue())
@@ -78,7 +78,7 @@ class UpInProgress(RuntimeError):
 
 
 @contextmanager
-def _only_one_up() -> Iterator[None]:
+def only_one_up() -> Iterator[None]:
     """Two `make up` at once would each start a LocalStack on the same port (one of them
     orphaned) and provision every pattern twice: the second waits for the first, then finds
     its sandbox running and its patterns provisioned."""

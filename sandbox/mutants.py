@@ -216,7 +216,7 @@ class Runner:
         """The pattern's mutants under its lock (pattern_lock): no scenario or provisioning
         of the pattern from elsewhere runs while its code is mutated."""
         outcomes: list[Outcome] = []
-        with pattern_lock.mutating(settings.endpoint(), pattern.slug, self.out):
+        with pattern_lock.exclusive(settings.endpoint(), pattern.slug, "`make mutants`", self.out):
             try:
                 for mutant in mutants:
                     if self.stopping.is_set():

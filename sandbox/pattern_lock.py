@@ -4,7 +4,9 @@
 a provisioning of that pattern meanwhile (another terminal, a test run, a clean clone pointed
 at the same endpoint) would test the mutant, or put the real code back under the mutants run.
 So `make mutants` holds the pattern's lock exclusively for its whole run, while scenarios and
-provisioning hold it shared: either kind waits for the other, saying whom it waits for.
+provisioning hold it shared: either kind waits for the other, saying whom it waits for. A
+fault test that puts poison into a pattern's queues holds it exclusively too, so that no
+scenario of the pattern counts the poison as its own (`make test` runs them side by side).
 
 The lock is a file named after the sandbox's port, in the machine's temp folder, so every
 project folder and clone that talks to the same sandbox finds it.
@@ -18,6 +20,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -43,24 +46,31 @@ def lock_file(endpoint: str, slug: str) -> Path:
     return LOCK_DIR / f"{host}-{address.port or 4566}" / f"{slug}.lock"
 
 
+# The patterns this thread holds exclusively: its own provisioning of them passes through.
+_held: ContextVar[frozenset[str]] = ContextVar("held_exclusively", default=frozenset())
+
+
 @contextmanager
-def mutating(endpoint: str, slug: str, out: Any = sys.stdout) -> Iterator[None]:
-    """Held by `make mutants` while the pattern runs mutated code."""
+def exclusive(endpoint: str, slug: str, holder: str, out: Any = sys.stdout) -> Iterator[None]:
+    """Held by `make mutants` while the pattern runs mutated code, or by a fault test while
+    its poison is in the pattern's queues. `holder` names it to whoever waits for it."""
     with _locked(endpoint, slug, fcntl.LOCK_EX, out) as lock:
         lock.seek(0)
         lock.truncate()
-        lock.write(str(os.getpid()))
+        lock.write(f"{holder} (pid {os.getpid()})")
         lock.flush()
+        held = _held.set(_held.get() | {slug})
         try:
             yield
         finally:
+            _held.reset(held)
             lock.truncate(0)
 
 
 @contextmanager
 def using(endpoint: str, slug: str, out: Any = sys.stdout) -> Iterator[None]:
     """Held while a scenario runs on the pattern, or while it is provisioned."""
-    if os.environ.get(HELD_BY_PARENT) == slug:
+    if os.environ.get(HELD_BY_PARENT) == slug or slug in _held.get():
         yield
         return
     with _locked(endpoint, slug, fcntl.LOCK_SH, out):
@@ -75,8 +85,8 @@ def _locked(endpoint: str, slug: str, kind: int, out: Any) -> Iterator[IO[str]]:
         if not _try(lock, kind):
             lock.seek(0)
             holder = lock.read().strip()
-            if kind == fcntl.LOCK_SH:
-                whom = f"`make mutants` (pid {holder or 'unknown'}) to finish {slug}'s mutants"
+            if holder:
+                whom = f"{holder} to finish with {slug}"
             else:
                 whom = f"the scenarios and provisioning of {slug} running on this sandbox"
             print(f"Sandbox: waiting for {whom}...", file=out, flush=True)

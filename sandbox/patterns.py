@@ -213,6 +213,7 @@ def _run_scenario(pattern: Pattern, aws: Aws, out: Any) -> Scenario:
     scenario = Scenario(pattern.slug, out=out)
     print(f"━━ {pattern.slug}: {pattern.title}", file=out)
     dlqs = activity.DlqWatch(aws, pattern.slug)
+    gone = False
     try:
         with dlqs:
             with scenario.step("Provision (idempotent)"):
@@ -222,7 +223,8 @@ def _run_scenario(pattern: Pattern, aws: Aws, out: Any) -> Scenario:
     except AssertionError as failed:
         print(f"\nFAILED {pattern.slug}: {failed}", file=out)
     except Exception as error:
-        if sandbox_went_away(aws, error):
+        gone = sandbox_went_away(aws, error)
+        if gone:
             print(
                 f"\nFAILED {pattern.slug}: the sandbox at {aws.endpoint_url} stopped answering "
                 f"during the scenario ({type(error).__name__}: {error}). Was it stopped "
@@ -232,7 +234,10 @@ def _run_scenario(pattern: Pattern, aws: Aws, out: Any) -> Scenario:
         else:
             print(f"\nERROR in {pattern.slug}:\n{traceback.format_exc()}", file=out)
     finally:
-        happened = activity.collect(aws, pattern.slug, scenario.started_at, time.time(), dlqs)
+        if gone:  # each read would only retry against nothing, seconds each
+            happened = activity.unread(scenario.started_at, time.time(), "the sandbox was gone")
+        else:
+            happened = activity.collect(aws, pattern.slug, scenario.started_at, time.time(), dlqs)
         scenario.save(REPORTS_DIR, activity=happened)
     if scenario.ok:
         seconds = scenario.report()["seconds"]

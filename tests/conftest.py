@@ -1,15 +1,76 @@
-"""Shared test helpers."""
+"""Shared test helpers, and how a parallel run is arranged.
+
+`make test` runs the suite on several pytest-xdist workers (`--dist loadgroup`), so that
+the tests that mostly wait (scenarios, the poison fault, sandboxes of their own) overlap
+each other and the unit tests. Tests that must share a worker carry an `xdist_group`
+marker: the scenarios share one session fixture, a module's tests share its own sandbox.
+The groups in LONGEST_FIRST are handed out first (make test passes --no-loadscope-reorder).
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import json
+import os
 import sys
 import zipfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
+
+import pytest
+
+from sandbox import modes, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+# The groups that take longest (tests/integration/test_scenarios.py, tests/faults/...):
+# started first, each on its own worker, while the short tests fill the other workers.
+LONGEST_FIRST = ("scenarios", "poison", "own-sandbox", "lifecycle")
+# A worker that started the sandbox leaves its stopping to the controller, at the very end
+# (other workers may still be using it): it names the sandbox in this file.
+STOP_FILE = "sandbox_stop_file"
+
+
+def group_of(item: pytest.Item) -> str | None:
+    marker = item.get_closest_marker("xdist_group")
+    if marker is None:
+        return None
+    return str(marker.kwargs.get("name") or marker.args[0])
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        group = group_of(item)
+        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a group is the files' order
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist's controller, for each worker: where to name a sandbox it started."""
+    node.workerinput[STOP_FILE] = str(settings.STATE_DIR / f"stop-after-tests-{os.getpid()}")
+
+
+def stop_when_the_run_ends(config: pytest.Config, mode: modes.Mode) -> None:
+    """Stop the sandbox this session started: now, or, on an xdist worker, at the end of
+    the whole run (pytest_sessionfinish below, in the controller)."""
+    worker = getattr(config, "workerinput", None)
+    if worker is None:
+        mode.stop()
+        return
+    Path(worker[STOP_FILE]).write_text(json.dumps({"name": mode.name, "endpoint": mode.endpoint}))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    if hasattr(session.config, "workerinput"):
+        return
+    stop_file = settings.STATE_DIR / f"stop-after-tests-{os.getpid()}"
+    if stop_file.is_file():
+        started = json.loads(stop_file.read_text())
+        modes.Mode(started["name"], started["endpoint"]).stop()
+        stop_file.unlink()
 
 
 def load_handler(folder: str, module: str = "app") -> ModuleType:

@@ -35,7 +35,8 @@ if not modes.compose_plugin_present():
         allow_module_level=True,
     )
 
-pytestmark = pytest.mark.docker
+# One worker of a parallel run: the tests share the module's one `docker compose up`.
+pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
 # Building the bootstrap image and LocalStack's start, on a possibly slow machine.
 BOOTSTRAP_TIMEOUT_S = 900
 PROJECT = unique_name("sandbox-docker-test")

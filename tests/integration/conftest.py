@@ -9,27 +9,34 @@ import pytest
 
 from sandbox import modes
 from sandbox.aws import Aws
-from sandbox.cli import provision_patterns
+from sandbox.cli import only_one_up, provision_patterns
 from sandbox.health import health
 from sandbox.patterns import catalogue
+from tests.conftest import stop_when_the_run_ends
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Iterator[modes.Mode]:
+def sandbox(request: pytest.FixtureRequest) -> Iterator[modes.Mode]:
     mode = modes.choose()
-    if health(mode.endpoint) is not None:
-        yield mode
-        return
-    if mode.name == "external":
+    if mode.name == "external" and health(mode.endpoint) is None:
         pytest.fail(f"SANDBOX_MODE=external, but nothing answers at {mode.endpoint}")
-    mode.start()
-    try:
+    started = start_unless_running(mode)
+    yield mode
+    if started:
+        stop_when_the_run_ends(request.config, mode)
+
+
+def start_unless_running(mode: modes.Mode) -> bool:
+    """Start the sandbox if none answers; True if this session started it. The workers of a
+    parallel run (tests/conftest.py) all ask at once: `make up`'s lock lets one start it."""
+    with only_one_up():
+        if health(mode.endpoint) is not None:
+            return False
+        mode.start()
         # As `make up` does: every pattern provisioned before the scenarios run side by side,
         # so their first minutes are not also LocalStack loading every service at once.
         provision_patterns(Aws(mode.endpoint), catalogue())
-        yield mode
-    finally:
-        mode.stop()
+        return True
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,9 @@ import pytest
 from sandbox import patterns
 from sandbox.aws import Aws
 
+# One worker of a parallel run: the scenarios share the session's pool of runs.
+pytestmark = pytest.mark.xdist_group("scenarios")
+
 
 @pytest.fixture(scope="session")
 def scenario_runs(aws: Aws) -> Iterator[dict[str, Future[patterns.ScenarioRun]]]:

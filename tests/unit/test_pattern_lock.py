@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -39,10 +40,8 @@ def test_scenarios_of_a_pattern_run_side_by_side() -> None:
 
 def test_a_scenario_waits_for_mutants_and_names_them() -> None:
     said = io.StringIO()
-    with pattern_lock.mutating(ENDPOINT, "cqrs"):
-        with pytest.raises(pattern_lock.PatternBusy, match="make mutants"):
-            with pattern_lock.using(ENDPOINT, "cqrs", said):
-                pass
+    with pattern_lock.exclusive(ENDPOINT, "cqrs", "`make mutants`"):
+        assert "make mutants" in in_another_thread(lambda: use(ENDPOINT, "cqrs", said))
         with pattern_lock.using(ENDPOINT, "webhooks"):  # another pattern is free
             pass
     assert "waiting for `make mutants` (pid" in said.getvalue()
@@ -53,7 +52,7 @@ def test_a_scenario_waits_for_mutants_and_names_them() -> None:
 def test_mutants_wait_for_a_running_scenario() -> None:
     with pattern_lock.using(ENDPOINT, "cqrs"):
         with pytest.raises(pattern_lock.PatternBusy, match="scenarios and provisioning"):
-            with pattern_lock.mutating(ENDPOINT, "cqrs", io.StringIO()):
+            with pattern_lock.exclusive(ENDPOINT, "cqrs", "`make mutants`", io.StringIO()):
                 pass
 
 
@@ -77,7 +76,7 @@ def test_the_waiter_goes_on_once_the_holder_is_done(monkeypatch: pytest.MonkeyPa
         with pattern_lock.using(ENDPOINT, "cqrs", said):
             ran.set()
 
-    with pattern_lock.mutating(ENDPOINT, "cqrs"):
+    with pattern_lock.exclusive(ENDPOINT, "cqrs", "`make mutants`"):
         waiter = threading.Thread(target=scenario)
         waiter.start()
         assert said.waiting.wait(10), "the scenario did not wait for the mutants"
@@ -87,7 +86,37 @@ def test_the_waiter_goes_on_once_the_holder_is_done(monkeypatch: pytest.MonkeyPa
 
 
 def test_the_mutants_runs_own_children_pass_through(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pattern_lock.mutating(ENDPOINT, "cqrs"):
+    with pattern_lock.exclusive(ENDPOINT, "cqrs", "`make mutants`"):
         monkeypatch.setenv(pattern_lock.HELD_BY_PARENT, "cqrs")
         with pattern_lock.using(ENDPOINT, "cqrs"):
             pass
+
+
+def test_the_holders_own_provisioning_passes_through_in_its_thread_only() -> None:
+    """The poison fault provisions the pattern it holds; a scenario of it waits."""
+    with pattern_lock.exclusive(ENDPOINT, "cqrs", "the poison fault test"):
+        with pattern_lock.using(ENDPOINT, "cqrs"):
+            pass
+        assert "the poison fault test" in in_another_thread(lambda: use(ENDPOINT, "cqrs"))
+
+
+def use(endpoint: str, slug: str, out: io.StringIO | None = None) -> None:
+    with pattern_lock.using(endpoint, slug, out or io.StringIO()):
+        pass
+
+
+def in_another_thread(work: Callable[[], None]) -> str:
+    """What `work` raised in a thread of its own (the lock's holder is this one)."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as error:
+            raised.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(10)
+    assert raised, "it did not wait for the holder"
+    return str(raised[0])

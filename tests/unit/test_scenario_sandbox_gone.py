@@ -4,9 +4,14 @@ sentence that says so, not a traceback."""
 from __future__ import annotations
 
 import io
+import json
 import socket
+from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
+from sandbox import patterns
 from sandbox.aws import Aws
 from sandbox.patterns import Pattern, run_scenario
 
@@ -17,7 +22,10 @@ def unused_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def test_a_scenario_whose_sandbox_is_gone_says_so() -> None:
+def test_a_scenario_whose_sandbox_is_gone_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(patterns, "REPORTS_DIR", tmp_path)
     pattern = Pattern("gone", "Gone", "a pattern whose sandbox stopped", ("sqs",), "test")
     # Its provisioning is the first request, to a port nothing listens on.
     pattern.__dict__["bootstrap"] = SimpleNamespace(
@@ -30,3 +38,5 @@ def test_a_scenario_whose_sandbox_is_gone_says_so() -> None:
     assert not scenario.ok
     assert f"FAILED gone: the sandbox at {aws.endpoint_url} stopped answering" in text, text
     assert "make up" in text and "Traceback" not in text, text
+    record = json.loads((tmp_path / "gone.json").read_text())
+    assert record["activity"]["problems"] == ["the sandbox was gone"]

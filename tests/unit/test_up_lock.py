@@ -22,7 +22,7 @@ def test_a_second_up_waits_for_the_first(
     entered = threading.Event()
 
     def second_up() -> None:
-        with cli._only_one_up():
+        with cli.only_one_up():
             entered.set()
 
     with lock_file.open("w") as first:
