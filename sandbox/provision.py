@@ -8,6 +8,7 @@ running a bootstrap twice changes nothing the second time. Names are fixed per p
 from __future__ import annotations
 
 import base64
+import fcntl
 import hashlib
 import io
 import json
@@ -265,7 +266,14 @@ def _vendored_dependencies(requirements: Path) -> Path | None:
         requirements.read_bytes() + constraints.read_bytes() + " ".join(platform_args).encode()
     ).hexdigest()[:16]
     target = BUILD_DIR / f"deps-{key}"
-    if not target.is_dir():
+    if target.is_dir():
+        return target
+    BUILD_DIR.mkdir(parents=True, exist_ok=True)
+    # Two processes provisioning at once (make test's parallel runs) build it once.
+    with (BUILD_DIR / f"deps-{key}.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if target.is_dir():
+            return target
         staging = BUILD_DIR / f"deps-{key}.partial"
         shutil.rmtree(staging, ignore_errors=True)
         pip = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]

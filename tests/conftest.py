@@ -1,10 +1,11 @@
 """Shared test helpers, and how a parallel run is arranged.
 
-`make test` runs the suite on several pytest-xdist workers (`--dist loadgroup`), so that
-the tests that mostly wait (scenarios, the poison fault, sandboxes of their own) overlap
-each other and the unit tests. Tests that must share a worker carry an `xdist_group`
-marker: the scenarios share one session fixture, a module's tests share its own sandbox.
-The groups in LONGEST_FIRST are handed out first (make test passes --no-loadscope-reorder).
+`make test` runs the suite on pytest-xdist workers (`--dist loadgroup`), in two runs (the
+Makefile): the tests marked `drives_patterns` (scenarios beside the poison fault: they
+wait on queues and timers, and the machine's load can upset them), then the rest side by
+side. Tests that must share a worker carry an `xdist_group` marker: the scenarios share
+one session fixture, a module's tests share its own sandbox. The groups in LONGEST_FIRST
+are handed out first (make test passes --no-loadscope-reorder).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ import pytest
 from sandbox import modes, settings
 
 ROOT = Path(__file__).resolve().parent.parent
-# The groups that take longest (tests/integration/test_scenarios.py, tests/faults/...):
-# started first, each on its own worker, while the short tests fill the other workers.
-LONGEST_FIRST = ("scenarios", "poison", "own-sandbox", "lifecycle")
+# The groups that take longest: started first, each on its own worker, while the short
+# tests fill the other workers.
+LONGEST_FIRST = ("scenarios", "poison", "own-sandbox", "lifecycle", "docker")
 # A worker that started the sandbox leaves its stopping to the controller, at the very end
 # (other workers may still be using it): it names the sandbox in this file.
 STOP_FILE = "sandbox_stop_file"

@@ -9,9 +9,6 @@ from sandbox.patterns import catalogue
 from tests.browser.conftest import screenshot
 
 FAST_PATTERN = "scheduled-ingest"  # one of the quickest scenarios (~10 s)
-# On the scenarios' worker of a parallel run, after them: the page runs a scenario too, and
-# two runs of one pattern at once would count each other's messages.
-pytestmark = pytest.mark.xdist_group("scenarios")
 
 
 def test_the_live_page_lists_every_pattern_and_links_the_report(page, live_page: str) -> None:
