@@ -1,11 +1,11 @@
 """Shared test helpers, and how a parallel run is arranged.
 
-`make test` runs the suite on pytest-xdist workers (`--dist loadgroup`), in two runs (the
-Makefile): the tests marked `drives_patterns` (scenarios beside the poison fault: they
-wait on queues and timers, and the machine's load can upset them), then the rest side by
-side. Tests that must share a worker carry an `xdist_group` marker: the scenarios share
-one session fixture, a module's tests share its own sandbox. The groups in LONGEST_FIRST
-are handed out first (make test passes --no-loadscope-reorder).
+`make test` runs the suite on pytest-xdist workers in two runs (the Makefile): the tests
+marked `drives_patterns` (scenarios beside the poison fault: they wait on queues and
+timers, and the machine's load can upset them), then the rest side by side. A test file
+stays on one worker (`--dist loadfile`): the scenarios share one session fixture, a
+module's tests share its own sandbox. The files in LONGEST_FIRST are handed out first
+(make test passes --no-loadscope-reorder), each to a worker of its own.
 """
 
 from __future__ import annotations
@@ -25,27 +25,23 @@ import pytest
 from sandbox import modes, settings
 
 ROOT = Path(__file__).resolve().parent.parent
-# The groups that take longest: started first, each on its own worker, while the short
-# tests fill the other workers.
-LONGEST_FIRST = ("scenarios", "poison", "own-sandbox", "lifecycle", "docker")
+LONGEST_FIRST = (
+    "tests/integration/test_scenarios.py",
+    "tests/faults/test_poison.py",
+    "tests/faults/test_sandbox_lifecycle.py",
+    "tests/integration/test_lifecycle.py",
+)
 # A worker that started the sandbox leaves its stopping to the controller, at the very end
 # (other workers may still be using it): it names the sandbox in this file.
 STOP_FILE = "sandbox_stop_file"
 
 
-def group_of(item: pytest.Item) -> str | None:
-    marker = item.get_closest_marker("xdist_group")
-    if marker is None:
-        return None
-    return str(marker.kwargs.get("name") or marker.args[0])
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
-        group = group_of(item)
-        return LONGEST_FIRST.index(group) if group in LONGEST_FIRST else len(LONGEST_FIRST)
+        path = item.nodeid.split("::")[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
 
-    items.sort(key=rank)  # stable: the order within a group is the files' order
+    items.sort(key=rank)  # stable: the rest keep the files' order
 
 
 @pytest.hookimpl(optionalhook=True)

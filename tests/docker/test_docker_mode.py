@@ -35,8 +35,7 @@ if not modes.compose_plugin_present():
         allow_module_level=True,
     )
 
-# One worker of a parallel run: the tests share the module's one `docker compose up`.
-pytestmark = [pytest.mark.docker, pytest.mark.xdist_group("docker")]
+pytestmark = pytest.mark.docker
 # Building the bootstrap image and LocalStack's start, on a possibly slow machine.
 BOOTSTRAP_TIMEOUT_S = 900
 PROJECT = unique_name("sandbox-docker-test")

@@ -23,11 +23,7 @@ from sandbox.patterns import catalogue, find, longest_first
 from sandbox.provision import Queue
 from tests.faults.conftest import Accounting
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.drives_patterns,
-    pytest.mark.xdist_group("poison"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.drives_patterns]
 
 NOT_JSON = "poison: this is not JSON {"
 AT_ONCE = 4

@@ -27,8 +27,6 @@ from tests.faults.functions import fault_function
 # A sandbox of its own (these faults end it), 10 ports above the one the tests use.
 PORT = Mode("embedded", settings.endpoint()).port + 10
 CLI_TIMEOUT_S = 600
-# One worker of a parallel run, in the files' order: the faults follow one another.
-pytestmark = pytest.mark.xdist_group("own-sandbox")
 SCENARIO = "batch-processing"  # ~40 s of steps: long enough to be stopped in the middle
 
 

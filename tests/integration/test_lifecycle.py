@@ -29,8 +29,7 @@ from sandbox.harness import await_value, unique_name
 from sandbox.health import free_port, health, port_in_use
 from tests.conftest import zip_files
 
-# One worker of a parallel run: most tests share the module's own sandbox.
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("lifecycle")]
+pytestmark = pytest.mark.integration
 START_TIMEOUT_S = 180  # 2 cores shared with other sandboxes: allow a slow start
 KILLED_EXIT_TIMEOUT_S = 15  # a SIGKILLed process only has to finish exiting
 CANNOT_START = launcher.missing_prerequisites()

@@ -15,8 +15,7 @@ import pytest
 from sandbox import patterns
 from sandbox.aws import Aws
 
-# One worker of a parallel run: the scenarios share the session's pool of runs.
-pytestmark = [pytest.mark.drives_patterns, pytest.mark.xdist_group("scenarios")]
+pytestmark = pytest.mark.drives_patterns
 
 
 @pytest.fixture(scope="session")
