@@ -68,8 +68,9 @@ scenarios: deps ## Run every scenario, then write the report
 
 # `make test`: the sandbox as `make up` leaves it (stopped again at the end if it was not
 # running), then the suite in two parallel runs of pytest-xdist (tests/conftest.py):
-#   1. the scenarios beside the poison fault (the tests marked drives_patterns): they mostly
-#      wait on queues and timers, and are the checks the machine's load can upset;
+#   1. the tests marked waits_long, side by side: the scenarios, the poison fault, and the
+#      lifecycle faults on a sandbox of their own. They mostly wait on queues, timers and
+#      starts; the scenarios are the checks a loaded machine can upset, so nothing else runs;
 #   2. everything else, TEST_WORKERS at a time: unit tests, sandboxes of their own, faults.
 TEST_PATHS := tests/unit tests/integration tests/docker tests/browser tests/faults
 TEST_WORKERS ?= 4
@@ -78,8 +79,8 @@ XDIST := --dist loadfile --no-loadscope-reorder
 test: deps lint ## Lint, then all tests: unit, browser, integration against the sandbox (started if none runs), faults; writes the report
 	@if $(PY) -m sandbox status >/dev/null 2>&1; then was_running=1; else was_running=; fi; \
 	$(PY) -m sandbox up || exit $$?; \
-	$(PY) -m pytest -n 2 $(XDIST) -m drives_patterns $(TEST_PATHS); first=$$?; \
-	$(PY) -m pytest -n $(TEST_WORKERS) $(XDIST) -m "not drives_patterns" $(TEST_PATHS); second=$$?; \
+	$(PY) -m pytest -n 3 $(XDIST) -m waits_long $(TEST_PATHS); first=$$?; \
+	$(PY) -m pytest -n $(TEST_WORKERS) $(XDIST) -m "not waits_long" $(TEST_PATHS); second=$$?; \
 	[ -n "$$was_running" ] || $(PY) -m sandbox down; \
 	$(PY) -m sandbox report; [ $$first = 0 ] && [ $$second = 0 ]
 

@@ -23,7 +23,7 @@ from sandbox.patterns import catalogue, find, longest_first
 from sandbox.provision import Queue
 from tests.faults.conftest import Accounting
 
-pytestmark = [pytest.mark.integration, pytest.mark.drives_patterns]
+pytestmark = [pytest.mark.integration, pytest.mark.waits_long]
 
 NOT_JSON = "poison: this is not JSON {"
 AT_ONCE = 4

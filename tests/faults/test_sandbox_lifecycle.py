@@ -27,6 +27,7 @@ from tests.faults.functions import fault_function
 # A sandbox of its own (these faults end it), 10 ports above the one the tests use.
 PORT = Mode("embedded", settings.endpoint()).port + 10
 CLI_TIMEOUT_S = 600
+pytestmark = pytest.mark.waits_long  # ~90 s of sandbox starts; make test runs it first
 SCENARIO = "batch-processing"  # ~40 s of steps: long enough to be stopped in the middle
 
 

@@ -15,7 +15,7 @@ import pytest
 from sandbox import patterns
 from sandbox.aws import Aws
 
-pytestmark = pytest.mark.drives_patterns
+pytestmark = pytest.mark.waits_long
 
 
 @pytest.fixture(scope="session")
