@@ -246,14 +246,17 @@ def _await_visible_message(poller: SqsPoller, mapping: MappingState) -> bool:
 
 def _run_batch(poller: SqsPoller, mapping: MappingState, messages: list[dict[str, Any]]) -> None:
     """Invoke the function with one received batch (a FIFO queue's: group by group, in
-    order), deleting what succeeded, as LocalStack's own poller does."""
+    order), deleting what succeeded, as LocalStack's own poller does. A group whose
+    invocation fails leaves its messages to SQS; the batch's other groups still run (left
+    undeleted with it, they would be received again beside it and dead-lettered with it)."""
+    groups = split_by_message_group_id(messages).values() if poller.is_fifo_queue else [messages]
     try:
-        if poller.is_fifo_queue:
-            for group in split_by_message_group_id(messages).values():
+        for group in groups:
+            try:
                 poller.handle_messages(group)
-        else:
-            poller.handle_messages(messages)
-    except Exception as error:
-        LOG.warning("Batch processing failed: %s", error, exc_info=LOG.isEnabledFor(logging.DEBUG))
+            except Exception as error:
+                LOG.warning(
+                    "Batch processing failed: %s", error, exc_info=LOG.isEnabledFor(logging.DEBUG)
+                )
     finally:
         mapping.release_slot()

@@ -66,3 +66,35 @@ def test_a_backlog_adds_one_batch_at_a_time_up_to_the_cap(
     deadline.cancel()
     state.went_idle()
     assert state.capacity() == pollers.INITIAL_CONCURRENT_BATCHES
+
+
+class FifoPoller:
+    """Stands in for LocalStack's SqsPoller: records each group it is handed; the function
+    fails every group named in `failing` (LocalStack raises when a whole invocation fails)."""
+
+    is_fifo_queue = True
+
+    def __init__(self, failing: set[str]) -> None:
+        self.failing, self.handled = failing, []
+
+    def handle_messages(self, messages: list[dict]) -> None:
+        group = messages[0]["Attributes"]["MessageGroupId"]
+        self.handled.append(group)
+        if group in self.failing:
+            raise RuntimeError(f"the function failed on group {group}")
+
+
+def fifo_message(group: str) -> dict:
+    return {"MessageId": f"{group}-m", "Attributes": {"MessageGroupId": group}}
+
+
+def test_a_fifo_group_that_fails_leaves_the_batchs_other_groups_to_run() -> None:
+    # GIVEN a received batch whose first group (a poison message's own) fails
+    poller, state = FifoPoller(failing={"poison"}), mapping()
+    assert state.acquire_slot()
+    batch = [fifo_message("poison"), fifo_message("orders"), fifo_message("invoices")]
+    # WHEN the batch runs
+    pollers._run_batch(poller, state, batch)  # type: ignore[arg-type]
+    # THEN every group was handed to the function, and the slot is free again
+    assert poller.handled == ["poison", "orders", "invoices"]
+    assert state.in_flight == 0
