@@ -2,9 +2,9 @@
 
 `make test` runs the suite on pytest-xdist workers in two runs (the Makefile): the tests
 marked `waits_long` (the scenarios, the poison fault, the lifecycle faults: they wait on
-queues, timers and starts, and a loaded machine can upset the scenarios), then the rest. A test file
-stays on one worker (`--dist loadfile`): the scenarios share one session fixture, a
-module's tests share its own sandbox. The files in LONGEST_FIRST are handed out first
+queues, timers and starts, and a loaded machine can upset the scenarios), then the rest.
+A test file stays on one worker (`--dist loadfile`): the scenarios share one session
+fixture, a module's tests share its own sandbox. The files in LONGEST_FIRST are handed out first
 (make test passes --no-loadscope-reorder), each to a worker of its own.
 """
 

@@ -33,9 +33,13 @@ def start_unless_running(mode: modes.Mode) -> bool:
         if health(mode.endpoint) is not None:
             return False
         mode.start()
-        # As `make up` does: every pattern provisioned before the scenarios run side by side,
-        # so their first minutes are not also LocalStack loading every service at once.
-        provision_patterns(Aws(mode.endpoint), catalogue())
+        try:
+            # As `make up` does: every pattern provisioned before the scenarios run side by
+            # side, so their first minutes are not also LocalStack loading every service.
+            provision_patterns(Aws(mode.endpoint), catalogue())
+        except BaseException:
+            mode.stop()
+            raise
         return True
 
 
