@@ -74,7 +74,7 @@ scenarios: deps ## Run every scenario, then write the report
 #   2. everything else, TEST_WORKERS at a time: unit tests, sandboxes of their own, faults.
 TEST_PATHS := tests/unit tests/integration tests/docker tests/browser tests/faults
 TEST_WORKERS ?= 4
-XDIST := --dist loadfile --no-loadscope-reorder
+XDIST := --dist loadfile --no-loadscope-reorder --durations=5
 
 test: deps lint ## Lint, then all tests: unit, browser, integration against the sandbox (started if none runs), faults; writes the report
 	@if $(PY) -m sandbox status >/dev/null 2>&1; then was_running=1; else was_running=; fi; \
