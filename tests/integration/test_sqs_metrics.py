@@ -40,7 +40,14 @@ def test_sends_sizes_and_deletes_reach_cloudwatch(aws: Aws) -> None:
             waiting_for="3 deletes in CloudWatch",
         )
         assert deleted["Sum"] == 3
-        sizes = statistics("SentMessageSize")
+        # One PutMetricData stores its metrics one after another (the deletes first, by
+        # name): a look between them finds no sizes yet.
+        sizes = await_value(
+            lambda: statistics("SentMessageSize"),
+            until=lambda point: point.get("SampleCount") == 3,
+            timeout=15,
+            waiting_for="3 sent message sizes in CloudWatch",
+        )
         assert (sizes["SampleCount"], sizes["Sum"], sizes["Minimum"], sizes["Maximum"]) == (
             3,
             60,
