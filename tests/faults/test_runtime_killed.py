@@ -18,8 +18,9 @@ pytestmark = pytest.mark.integration
 # Counts attempts; on the first, records its pid and works long enough to be killed. The
 # "processed" counter is what a pattern's idempotent handler guards: it must end at 1.
 HANDLER = """
-import os, time, boto3
+import os, boto3
 table = boto3.resource("dynamodb").Table(os.environ["TABLE"])
+sqs = boto3.client("sqs")
 
 def count(key):
     table.update_item(Key={"id": key}, UpdateExpression="ADD n :one",
@@ -30,14 +31,12 @@ def handler(event, context):
         body = record["body"]
         count(f"attempts-{body}")
         if record["attributes"]["ApproximateReceiveCount"] == "1":
-            # Hold the first attempt until the test, having killed it, releases it (at
-            # most 4 s): a kill that missed lets it finish in one attempt, which fails.
+            # Hold the first attempt until the test, having killed it, releases it (a
+            # long poll of at most 4 s): a kill that missed lets it finish in one attempt,
+            # which fails.
             table.put_item(Item={"id": f"pid-{body}", "pid": os.getpid()})
-            deadline = time.monotonic() + 4
-            while "Item" not in table.get_item(Key={"id": f"release-{body}"}):
-                if time.monotonic() > deadline:
-                    break
-                time.sleep(0.1)
+            release = sqs.get_queue_url(QueueName=f"{context.function_name}-release")
+            sqs.receive_message(QueueUrl=release["QueueUrl"], WaitTimeSeconds=4)
         count(f"processed-{body}")
 """
 
@@ -52,6 +51,7 @@ def test_a_runtime_killed_mid_invocation_is_retried_and_processed_once(
         queue, dlq = provision.ensure_queue_with_dlq(
             aws, function.name, max_receive_count=3, visibility_timeout=6
         )
+        release = provision.ensure_queue(aws, f"{function.name}-release")
         lambda_ = aws.client("lambda")
         mapping = lambda_.create_event_source_mapping(
             FunctionName=function.name, EventSourceArn=queue.arn, BatchSize=1
@@ -70,7 +70,7 @@ def test_a_runtime_killed_mid_invocation_is_retried_and_processed_once(
                 lambda: counter("pid-m1"), timeout=30, waiting_for="the first attempt's runtime"
             )
             os.kill(pid, signal.SIGKILL)
-            dynamodb.put_item(TableName=function.table, Item={"id": {"S": "release-m1"}})
+            sqs.send_message(QueueUrl=release.url, MessageBody="release m1")
             processed = await_value(
                 lambda: counter("processed-m1"), timeout=40, waiting_for="the retried message"
             )
@@ -82,5 +82,5 @@ def test_a_runtime_killed_mid_invocation_is_retried_and_processed_once(
             assert attempts == 2, f"{attempts} attempts: expected the killed one and one retry"
         finally:
             lambda_.delete_event_source_mapping(UUID=mapping)
-            for url in (queue.url, dlq.url):
+            for url in (queue.url, dlq.url, release.url):
                 sqs.delete_queue(QueueUrl=url)
