@@ -4,15 +4,14 @@
 marked `waits_long` (the scenarios, the poison fault, the lifecycle faults: they wait on
 queues, timers and starts, and a loaded machine can upset the scenarios), then the rest.
 A test file stays on one worker (`--dist loadfile`): the scenarios share one session
-fixture, a module's tests share its own sandbox. The files in LONGEST_FIRST are handed out first
-(make test passes --no-loadscope-reorder), each to a worker of its own.
+fixture, a module's tests share its own sandbox. The files in LONGEST_FIRST are handed out
+first (make test passes --no-loadscope-reorder), each to a worker of its own.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
-import json
 import os
 import sys
 import zipfile
@@ -32,7 +31,7 @@ LONGEST_FIRST = (
     "tests/integration/test_lifecycle.py",
 )
 # A worker that started the sandbox leaves its stopping to the controller, at the very end
-# (other workers may still be using it): it names the sandbox in this file.
+# (other workers may still be using it): it leaves this file, named by the controller.
 STOP_FILE = "sandbox_stop_file"
 
 
@@ -44,29 +43,31 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)  # stable: the rest keep the files' order
 
 
+def controllers_stop_file() -> Path:
+    """The file a worker of this (controller) process leaves when it started the sandbox."""
+    return settings.STATE_DIR / f"stop-after-tests-{os.getpid()}"
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
-    """xdist's controller, for each worker: where to name a sandbox it started."""
-    node.workerinput[STOP_FILE] = str(settings.STATE_DIR / f"stop-after-tests-{os.getpid()}")
+    """xdist's controller, for each worker: where to say it started the sandbox."""
+    node.workerinput[STOP_FILE] = str(controllers_stop_file())
 
 
 def stop_when_the_run_ends(config: pytest.Config, mode: modes.Mode) -> None:
     """Stop the sandbox this session started: now, or, on an xdist worker, at the end of
-    the whole run (pytest_sessionfinish below, in the controller)."""
+    the whole run (pytest_sessionfinish below, in the controller, whose mode is the same)."""
     worker = getattr(config, "workerinput", None)
     if worker is None:
         mode.stop()
         return
-    Path(worker[STOP_FILE]).write_text(json.dumps({"name": mode.name, "endpoint": mode.endpoint}))
+    Path(worker[STOP_FILE]).touch()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    if hasattr(session.config, "workerinput"):
-        return
-    stop_file = settings.STATE_DIR / f"stop-after-tests-{os.getpid()}"
-    if stop_file.is_file():
-        started = json.loads(stop_file.read_text())
-        modes.Mode(started["name"], started["endpoint"]).stop()
+    stop_file = controllers_stop_file()
+    if not hasattr(session.config, "workerinput") and stop_file.is_file():
+        modes.choose().stop()
         stop_file.unlink()
 
 
