@@ -279,14 +279,22 @@ def serve_forks(control_fd: int) -> None:
             _report_exit(pipe, os.waitstatus_to_exitcode(status))
 
     def reap(_signum: int, _frame: Any) -> None:
-        while True:
-            try:
-                ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                return
-            if ended is None:
-                return
-            end_environment(ended.si_pid)
+        # SIGCHLD stays blocked while reaping. Otherwise an exit arriving meanwhile runs this
+        # handler again, inside this one: both find the same child, the second reap fails
+        # (ChildProcessError, an OSError) in the main loop, which took it for a closed socket
+        # and ended every environment: deleting a function killed other functions' calls.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        try:
+            while True:
+                try:
+                    ended = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                except ChildProcessError:
+                    return
+                if ended is None:
+                    return
+                end_environment(ended.si_pid)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
     signal.signal(signal.SIGCHLD, reap)
     control = socket.socket(fileno=control_fd)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox import provision
+from sandbox import pattern_lock, provision
 from sandbox.aws import Aws
 from sandbox.embedded import launcher
 from sandbox.harness import await_value, unique_name
@@ -193,7 +193,9 @@ def test_concurrent_invocations_run_in_parallel_environments(aws: Aws, make_func
     name = make_function()
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: invoke(aws, name, {"sleep": 1.5}), range(4)))
-    pids = {r["payload"]["pid"] for r in results}
+    failed = [(result["payload"], result["log"]) for result in results if result["error"]]
+    assert not failed, f"invocations failed: {failed}"
+    pids = {result["payload"]["pid"] for result in results}
     assert len(pids) >= 2, f"expected parallel environments, all ran in {pids}"
 
 
@@ -285,10 +287,13 @@ def test_a_handler_flooding_its_log_completes_and_localstack_stays_small(
     if sandbox.name != "embedded":
         pytest.skip("measures the embedded LocalStack process")
     name = make_function(Timeout=120, MemorySize=512)
-    before = localstack_rss_mb(sandbox)
-    flooded = invoke(aws, name, {"flood_mb": 150})
+    with pattern_lock.exclusive(
+        aws.endpoint_url, pattern_lock.MEMORY_LOCK, "the executor's log-flood test"
+    ):
+        before = localstack_rss_mb(sandbox)
+        flooded = invoke(aws, name, {"flood_mb": 150})
+        grown = localstack_rss_mb(sandbox) - before
     assert flooded["error"] is None, flooded["payload"]
-    grown = localstack_rss_mb(sandbox) - before
     assert grown < 120, f"LocalStack grew by {grown:.0f} MB for one flooding call"
     logs = aws.client("logs")
 

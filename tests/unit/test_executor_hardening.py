@@ -246,3 +246,38 @@ def test_an_environment_started_after_stop_is_ended_at_once(
         interval=0.05,
         waiting_for="the late environment to end",
     )
+
+
+def test_many_environments_ending_at_once_leave_the_others_running(
+    fork_server: executor.ForkServer, tmp_path: Path
+) -> None:
+    """Deleting a function ends its environments together: the template, reaping a storm
+    of exits, must not end (nor kill) the environments of other functions. Extra SIGCHLDs
+    (harmless: an exit is looked up, not assumed) make the storm's overlaps likely."""
+    (tmp_path / "app.py").write_text("def handler(event, context):\n    return 1\n")
+    survivor = fork_server.fork(environment(tmp_path))
+    assert next_message(survivor)["type"] == "ready"
+    storm_over = threading.Event()
+
+    def nudge_the_template() -> None:
+        while not storm_over.is_set():
+            os.kill(fork_server._process.pid, signal.SIGCHLD)
+
+    for _storm in range(4):
+        doomed = [fork_server.fork(environment(tmp_path)) for _ in range(50)]
+        for process in doomed:
+            assert next_message(process)["type"] == "ready"
+        storm_over.clear()
+        nudger = threading.Thread(target=nudge_the_template)
+        nudger.start()
+        try:
+            for process in doomed:
+                process.kill()
+            for process in doomed:
+                assert next_message(process)["type"] == "exit"
+        finally:
+            storm_over.set()
+            nudger.join()
+        assert survivor.send(request({}), time.monotonic() + WAIT_S)
+        assert next_message(survivor)["type"] == "result", "the survivor was ended"
+    assert fork_server.usable()
