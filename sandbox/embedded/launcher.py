@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -141,7 +140,7 @@ class EmbeddedSandbox:
     def running(self) -> Running | None:
         """The sandbox recorded here, if its process is still alive."""
         state = self._recorded()
-        return state if state and _alive(state.pid) else None
+        return state if state and _localstack_process(state) else None
 
     def start(self, timeout: float = 90, *, prestart_backends: bool = False) -> Running:
         """Start LocalStack on 127.0.0.1:`port` unless ours already runs there. With
@@ -207,14 +206,18 @@ class EmbeddedSandbox:
         if state is None:
             return 0
         # LocalStack stops its own children (Lambda processes, DynamoDB Local) on SIGTERM;
-        # whatever is left after the grace period is killed. Pids are remembered up front: a
-        # process that is exiting no longer shows its environment to `processes_of`.
-        ours = set(processes_of(state.instance)) | ({state.pid} if _alive(state.pid) else set())
-        _kill(state.pid, signal.SIGTERM)
-        _wait_until_gone(ours, lambda: processes_of(state.instance), grace)
-        for pid in ours | set(processes_of(state.instance)):
-            _kill(pid, signal.SIGKILL)
-        _wait_until_gone(ours, lambda: processes_of(state.instance), grace)
+        # whatever is left after the grace period is killed. Processes are remembered up
+        # front (a process that is exiting no longer shows its environment to
+        # `processes_of`), as psutil handles: a pid reused meanwhile by another program's
+        # process is neither waited for nor signalled.
+        localstack = _localstack_process(state)
+        ours = _processes(processes_of(state.instance)) | ({localstack} if localstack else set())
+        if localstack is not None:
+            _signal(localstack, signal.SIGTERM)
+        _wait_until_gone(ours, state.instance, grace)
+        for process in ours | _processes(processes_of(state.instance)):
+            _signal(process, signal.SIGKILL)
+        _wait_until_gone(ours, state.instance, grace)
         self.state_file.unlink(missing_ok=True)
         return len(ours)
 
@@ -253,17 +256,50 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _wait_until_gone(pids: set[int], more: Callable[[], list[int]], timeout: float) -> None:
+def _localstack_process(state: Running) -> psutil.Process | None:
+    """The recorded LocalStack process if it still runs. It carries its instance token: a
+    process that reused its pid does not."""
+    try:
+        process = psutil.Process(state.pid)
+        if process.environ().get("SANDBOX_INSTANCE") == state.instance and _running(process):
+            return process
+    except psutil.Error:
+        pass
+    return None
+
+
+def _processes(pids: list[int]) -> set[psutil.Process]:
+    found = set()
+    for pid in pids:
+        try:
+            found.add(psutil.Process(pid))
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
+def _running(process: psutil.Process) -> bool:
+    """True while this very process runs (not a zombie, its pid not reused)."""
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def _wait_until_gone(processes: set[psutil.Process], instance: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        pids |= set(more())
-        if not any(_alive(pid) for pid in pids):
+        processes |= _processes(processes_of(instance))
+        if not any(_running(process) for process in processes):
             return
         time.sleep(0.1)
 
 
-def _kill(pid: int, sig: int) -> None:
+def _signal(process: psutil.Process, sig: int) -> None:
+    """psutil checks the pid was not reused before it signals."""
     try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
+        process.send_signal(sig)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         pass

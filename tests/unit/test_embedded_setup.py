@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+import uuid
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -87,3 +92,21 @@ def test_localstack_missing_says_how_to_install_it(monkeypatch) -> None:
     monkeypatch.setattr(launcher.metadata, "version", not_installed)
     with pytest.raises(launcher.WrongLocalStackVersion, match="SANDBOX_MODE=embedded"):
         launcher.check_localstack_version()
+
+
+def test_a_recorded_pid_reused_by_another_program_is_neither_running_nor_stopped(
+    tmp_path: Path,
+) -> None:
+    """After a crash the recorded pid can belong to someone else's process: `make up` must
+    not take it for the sandbox, and `make down` must not signal it."""
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        sandbox = launcher.EmbeddedSandbox(port=1, state_dir=tmp_path)
+        recorded = launcher.Running(stranger.pid, uuid.uuid4().hex, 1, "log", time.time())
+        sandbox.state_file.write_text(json.dumps(asdict(recorded)))
+        assert sandbox.running() is None
+        sandbox.stop(grace=0.5)
+        assert stranger.poll() is None, "stop() signalled a process that is not the sandbox's"
+    finally:
+        stranger.kill()
+        stranger.wait()
