@@ -25,6 +25,7 @@ class Aws:
         self._lock = threading.Lock()  # a boto3 session must not make clients concurrently
         self.role_arns: dict[str, str] = {}  # provisioning's roles, by name, once looked up
         self.functions_found: set[str] | None = None  # the functions provisioning found at first
+        self.functions_run_here: bool | None = None  # the endpoint is this host's embedded sandbox
 
     def client(self, service: str) -> Any:
         """The service's client, shared: boto3 clients are thread-safe, sessions are not."""

@@ -7,8 +7,6 @@ So `make mutants` holds the pattern's lock exclusively for its whole run, while 
 provisioning hold it shared: either kind waits for the other, saying whom it waits for. A
 fault test that puts poison into a pattern's queues holds it exclusively too, so that no
 scenario of the pattern counts the poison as its own (`make test` runs them side by side).
-Tests that measure LocalStack's memory hold MEMORY_LOCK the same way: two floods of log at
-once would add up.
 
 The lock is a file named after the sandbox's port, in the machine's temp folder, so every
 project folder and clone that talks to the same sandbox finds it.
@@ -32,7 +30,6 @@ from sandbox.harness import WaitTimedOut, await_value
 LOCK_DIR = Path(tempfile.gettempdir()) / "serverless-sandbox-locks"
 # Set by `make mutants` for the scenario and provisioning it runs itself under its lock.
 HELD_BY_PARENT = "SANDBOX_PATTERN_LOCK_HELD"
-MEMORY_LOCK = "localstack-memory"
 WAIT_S = 3600.0  # a pattern's mutants take minutes; a scenario takes one or two
 
 

@@ -10,7 +10,7 @@ import psutil
 import pytest
 from botocore.config import Config
 
-from sandbox import items, pattern_lock
+from sandbox import items
 from sandbox.aws import Aws
 from sandbox.embedded import launcher
 from sandbox.executor import protocol
@@ -112,12 +112,7 @@ def test_a_handler_flooding_its_log_completes_with_bounded_memory(
         f"110 MB of log: invocation answers, LocalStack grows < {MEMORY_GROWTH_BOUND_MB} MB, "
         "log group keeps the first 5 MB + a count of the rest"
     )
-    with (
-        pattern_lock.exclusive(
-            aws.endpoint_url, pattern_lock.MEMORY_LOCK, "the log-flood fault test"
-        ),
-        fault_function(aws, "fault-flood", FLOODS_ITS_LOG, timeout=240, memory=512) as function,
-    ):
+    with fault_function(aws, "fault-flood", FLOODS_ITS_LOG, timeout=240, memory=512) as function:
         before = localstack.memory_info().rss
         answer = local_lambda(aws, read_timeout=300).invoke(  # type: ignore[attr-defined]
             FunctionName=function.name, Payload=b"{}"

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from sandbox import pattern_lock, provision
+from sandbox import provision
 from sandbox.aws import Aws
-from sandbox.embedded import launcher
 from sandbox.harness import await_value, unique_name
 from sandbox.observe import log_lines
+from sandbox.patterns import find
 from tests.conftest import zip_files
 
 pytestmark = pytest.mark.integration
@@ -272,42 +272,6 @@ def test_a_child_process_started_by_a_handler_that_times_out_is_ended(
     )
 
 
-def localstack_rss_mb(sandbox) -> float:
-    running = launcher.EmbeddedSandbox(sandbox.port).running()
-    assert running is not None
-    status = Path(f"/proc/{running.pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024
-
-
-def test_a_handler_flooding_its_log_completes_and_localstack_stays_small(
-    aws: Aws, sandbox, make_function
-) -> None:
-    """150 MB of log lines: the call succeeds, LocalStack keeps a bounded part of it (with a
-    marker saying what was dropped) instead of growing by hundreds of MB."""
-    if sandbox.name != "embedded":
-        pytest.skip("measures the embedded LocalStack process")
-    name = make_function(Timeout=120, MemorySize=512)
-    with pattern_lock.exclusive(
-        aws.endpoint_url, pattern_lock.MEMORY_LOCK, "the executor's log-flood test"
-    ):
-        before = localstack_rss_mb(sandbox)
-        flooded = invoke(aws, name, {"flood_mb": 150})
-        grown = localstack_rss_mb(sandbox) - before
-    assert flooded["error"] is None, flooded["payload"]
-    assert grown < 120, f"LocalStack grew by {grown:.0f} MB for one flooding call"
-    logs = aws.client("logs")
-
-    def marker() -> list[dict[str, Any]]:
-        try:
-            return logs.filter_log_events(
-                logGroupName=f"/aws/lambda/{name}", filterPattern='"log truncated"'
-            )["events"]
-        except logs.exceptions.ResourceNotFoundException:  # the group comes with the first logs
-            return []
-
-    assert await_value(marker, timeout=30, waiting_for="the truncation marker in the log group")
-
-
 def test_a_payload_over_6_mb_is_refused_as_aws_refuses_it(aws: Aws, make_function) -> None:
     name = make_function()
     with pytest.raises(ClientError) as refused:
@@ -339,3 +303,35 @@ def test_a_handler_imports_boto3_but_not_what_only_the_sandbox_installed(
     failed = invoke(aws, with_yaml)
     assert failed["payload"]["errorType"] == "Runtime.ImportModuleError"
     assert "yaml" in failed["payload"]["errorMessage"]
+
+
+def test_provisioned_functions_run_from_a_folder_of_this_host(aws: Aws, sandbox) -> None:
+    """In embedded mode a pattern's function is made from a folder (provision._function_code):
+    it runs with its vendored dependencies, and provisioning it again changes nothing."""
+    if sandbox.name != "embedded":
+        pytest.skip("functions in containers are made from a zip, as on AWS")
+    counters = find("sequence-generator").provision(aws).counters_table
+    lambda_ = aws.client("lambda")
+    name = unique_name("folder")
+
+    def provision_it() -> None:  # with a fresh Aws, as another `make up` would
+        provision.ensure_function(
+            Aws(aws.endpoint_url),
+            name,
+            "sequence_generator",
+            handler="app.next_handler",
+            environment={"COUNTERS_TABLE": counters},
+        )
+
+    provision_it()
+    try:
+        first = lambda_.get_function(FunctionName=name)
+        location = first["Code"]["Location"]
+        assert location.startswith(f"file://{provision.BUILD_DIR / 'code'}/"), location
+        answer = lambda_.invoke(FunctionName=name, Payload=json.dumps({"scope": name}))
+        assert json.loads(answer["Payload"].read()) == {"scope": name, "value": 1}
+        provision_it()
+        again = lambda_.get_function(FunctionName=name)["Configuration"]
+        assert again["LastModified"] == first["Configuration"]["LastModified"]
+    finally:
+        lambda_.delete_function(FunctionName=name)

@@ -1,8 +1,7 @@
 """A function that reports what its execution environment looks like, for executor tests.
 
-Event: {"sleep": seconds, "fail": message, "print": text, "spawn": true, "flood_mb": n}
-(all optional): "spawn" starts a child process that outlives the call unless it is ended,
-"flood_mb" prints that many megabytes of log.
+Event: {"sleep": seconds, "fail": message, "print": text, "spawn": true}
+(all optional): "spawn" starts a child process that outlives the call unless it is ended.
 """
 
 import os
@@ -19,8 +18,6 @@ def handler(event, context):
     if event.get("spawn"):
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
         print(f"child pid {child.pid}")
-    for _ in range(event.get("flood_mb", 0) * 1024):
-        print("x" * 1023)
     if event.get("sleep"):
         time.sleep(event["sleep"])
     if event.get("fail"):
