@@ -155,6 +155,23 @@ def payloads_within_lambdas_limits() -> Patch:
     return Patch.function(LambdaService.invoke, within_limits)
 
 
+def async_pollers_told_to_stop_together() -> Patch:
+    """At shutdown LocalStack stops each function's poller of asynchronous invocations on a
+    pool of 6 threads, each stop waiting for that poller's 2 s long poll to end: with ~70
+    functions `make down` spent the whole 5 s LocalStack allows. Every poller is told first,
+    so their long polls end together, within 2 s."""
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+
+    def told_together(stop: Any, self: LambdaService) -> None:
+        # LocalStack assigns the class attribute `dict[...]` where it meant an annotation.
+        for manager in list(self.event_managers.values()):  # type: ignore[call-arg]
+            if manager.poller is not None:
+                manager.poller.stop()
+        stop(self)
+
+    return Patch.function(LambdaService.stop, told_together)
+
+
 def botocore_files_parsed_once() -> Patch:
     """Every boto session LocalStack and moto make (per request context, per store, per
     region check) has its own botocore loader, which parses the JSON files it reads anew:
@@ -245,6 +262,7 @@ PATCHES = (
     payloads_within_lambdas_limits,
     role_sessions_reused,
     lambda_role_checked_once,
+    async_pollers_told_to_stop_together,
 )
 
 
