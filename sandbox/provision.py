@@ -296,7 +296,7 @@ def _functions_run_here(aws: Aws) -> bool:
     """The endpoint is this host's embedded sandbox (its functions see this host's folders)."""
     if aws.functions_run_here is None:
         port = urlsplit(aws.endpoint_url).port
-        running = launcher.EmbeddedSandbox(port or 4566).running() if port else None
+        running = launcher.EmbeddedSandbox(port).running() if port else None
         aws.functions_run_here = running is not None and running.port == port
     return aws.functions_run_here
 

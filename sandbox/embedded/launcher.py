@@ -210,8 +210,8 @@ class EmbeddedSandbox:
         # front (a process that is exiting no longer shows its environment to
         # `processes_of`), as psutil handles: a pid reused meanwhile by another program's
         # process is neither waited for nor signalled.
+        ours = _processes(processes_of(state.instance))  # LocalStack among them, if it runs
         localstack = _localstack_process(state)
-        ours = _processes(processes_of(state.instance)) | ({localstack} if localstack else set())
         if localstack is not None:
             _signal(localstack, signal.SIGTERM)
         _wait_until_gone(ours, state.instance, grace)
@@ -249,11 +249,9 @@ def processes_with(variable: str, value: str) -> list[int]:
 def _alive(pid: int) -> bool:
     """True while the process runs; a zombie has exited and only waits to be reaped."""
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return _running(psutil.Process(pid))
     except psutil.NoSuchProcess:
         return False
-    except psutil.AccessDenied:
-        return True
 
 
 def _localstack_process(state: Running) -> psutil.Process | None:
@@ -269,6 +267,7 @@ def _localstack_process(state: Running) -> psutil.Process | None:
 
 
 def _processes(pids: list[int]) -> set[psutil.Process]:
+    """These pids' processes, as psutil holds them (each knows when it started)."""
     found = set()
     for pid in pids:
         try:
