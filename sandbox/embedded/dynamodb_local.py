@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 NPM_PACKAGE = "amplify-dynamodb-simulator"
@@ -85,13 +86,49 @@ def install_for_localstack(var_libs: Path, cache_dir: Path) -> None:
     """Lay out DynamoDB Local and Java where LocalStack's installers expect them."""
     java_home = find_java_home()
     emulator = cached_emulator(cache_dir)
-    ddb_dir = var_libs / "dynamodb-local" / "2"
+    ddb_dir = _installed(var_libs)
     ddb_dir.mkdir(parents=True, exist_ok=True)
     for name in ("DynamoDBLocal.jar", "DynamoDBLocal_lib"):
         _symlink(ddb_dir / name, emulator / name)
-    java_dir = var_libs / "java"
-    java_dir.mkdir(parents=True, exist_ok=True)
-    _symlink(java_dir / "21", java_home)
+    _java_home(var_libs).parent.mkdir(parents=True, exist_ok=True)
+    _symlink(_java_home(var_libs), java_home)
+
+
+def command(var_libs: Path, port: int, jvm_options: Sequence[str], heap_size: str) -> list[str]:
+    """DynamoDB Local's command line, in memory, as LocalStack's DynamodbServer builds it once
+    entry.py has taken its agent out: the embedded sandbox starts this JVM before LocalStack
+    would, and LocalStack adopts it only if its own command is this one."""
+    ddb_dir = _installed(var_libs)
+    return [
+        "java",
+        *jvm_options,
+        f"-Xmx{heap_size}",
+        f"-Djava.library.path={ddb_dir / 'DynamoDBLocal_lib'}",
+        "-jar",
+        str(ddb_dir / "DynamoDBLocal.jar"),
+        "-port",
+        str(port),
+        "-inMemory",
+    ]
+
+
+def environment(var_libs: Path) -> dict[str, str]:
+    """The environment LocalStack starts DynamoDB Local with: its Java first on PATH."""
+    java_home = _java_home(var_libs)
+    return {
+        **os.environ,
+        "JAVA_HOME": str(java_home),
+        "PATH": f"{java_home / 'bin'}:{os.environ.get('PATH', '')}",
+        "DDB_LOCAL_TELEMETRY": "0",
+    }
+
+
+def _installed(var_libs: Path) -> Path:
+    return var_libs / "dynamodb-local" / "2"
+
+
+def _java_home(var_libs: Path) -> Path:
+    return var_libs / "java" / "21"
 
 
 def _symlink(link: Path, target: Path) -> None:

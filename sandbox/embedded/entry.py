@@ -8,6 +8,8 @@ they are written against one LocalStack version: `check_localstack_version` refu
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 import sys
 import threading
 import traceback
@@ -15,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from localstack.utils.patch import Patch
+from localstack.utils.patch import Patch, Patches
 
+from sandbox.embedded import dynamodb_local
 from sandbox.embedded.launcher import (
     PRESTART_BACKENDS,
     WrongLocalStackVersion,
@@ -53,6 +56,85 @@ def dynamodb_local_without_agent() -> Patch:
         return [command[0], *LIGHT_JVM, *command[1:]]
 
     return Patch.function(DynamodbServer._create_shell_command, without_agent)
+
+
+class EarlyProcess:
+    """A backend's process started before LocalStack asks for it, until LocalStack takes it."""
+
+    def __init__(self, command: list[str], process: subprocess.Popen[bytes]) -> None:
+        self.command = command
+        self._process: subprocess.Popen[bytes] | None = process
+        self._lock = threading.Lock()
+
+    def take(self, command: list[str] | None) -> subprocess.Popen[bytes] | None:
+        """The process, if it still runs this command; otherwise (or for None) it ends."""
+        with self._lock:
+            process, self._process = self._process, None
+        if process is None:
+            return None
+        if command == self.command and process.poll() is None:
+            return process
+        if command is not None:
+            print(
+                f"The process started early was not used: LocalStack wants {command}, "
+                f"not {self.command} (exit code {process.poll()}); LocalStack starts its own.",
+                file=sys.stderr,
+            )
+        process.kill()
+        process.wait()
+        return None
+
+
+def start_dynamodb_local_at_once() -> EarlyProcess:
+    """DynamoDB Local's JVM needs ~1.5 s of a core before it answers, and LocalStack started it
+    ~1.3 s into its own start (after importing its DynamoDB modules), while the second core sat
+    idle: `make up`'s first tables waited for it. Start it first thing, on a free port that
+    LocalStack's config then holds for DynamoDB Local (unless DYNAMODB_LOCAL_PORT is set)."""
+    from localstack import config
+
+    if not config.DYNAMODB_LOCAL_PORT:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            config.DYNAMODB_LOCAL_PORT = probe.getsockname()[1]
+    var_libs = Path(config.dirs.var_libs)
+    command = dynamodb_local.command(
+        var_libs, config.DYNAMODB_LOCAL_PORT, LIGHT_JVM, config.DYNAMODB_HEAP_SIZE
+    )
+    process = subprocess.Popen(
+        command,
+        env=dynamodb_local.environment(var_libs),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    return EarlyProcess(command, process)
+
+
+def dynamodb_local_adopted(early: EarlyProcess) -> Patch:
+    """LocalStack runs DynamoDB Local in a ShellCommandThread made in its server module. Given
+    the same command as the JVM started early, the thread's first run waits on that process
+    instead of starting another; a different command (a setting changed) ends the early one.
+    Restarts after the JVM died are LocalStack's own."""
+    from localstack.services.dynamodb import server
+    from localstack.utils.run import ShellCommandThread
+
+    class Adopting(ShellCommandThread):
+        def __init__(self, cmd: list[str], **kwargs: Any) -> None:
+            super().__init__(cmd, **kwargs)
+            self.early = early.take(cmd)
+
+        def do_run_cmd(self) -> None:
+            process, self.early = self.early, None
+            if process is None:
+                super().do_run_cmd()
+                return
+            self.process = process  # type: ignore[assignment]  # LocalStack's starts as None
+            self.started.set()
+            for line in process.stdout or ():
+                self.log_listener(line.decode(errors="replace"))  # DynamoDB's passes one
+            process.wait()
+
+    return Patch(server, "ShellCommandThread", Adopting)
 
 
 NODE_LISTEN_LOCAL = str(Path(__file__).with_name("node_listen_local.js"))
@@ -172,6 +254,32 @@ def async_pollers_told_to_stop_together() -> Patch:
     return Patch.function(LambdaService.stop, told_together)
 
 
+def function_start_not_undone() -> Patches:
+    """AddPermission, RemovePermission, TagResource and UntagResource bump a function
+    version's revision id by writing back a copy of the version read a moment before. When
+    the function's start ends in between (`update_version_state` writes it Active), the copy
+    puts "Pending" back, and the function stays Pending for good: `make up` met it once its
+    functions started quickly (a permission added right after CreateFunction). Those writes
+    and the start's are made one at a time."""
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+    from localstack.services.lambda_.provider import LambdaProvider
+
+    versions_written = threading.RLock()
+
+    def one_at_a_time(write: Any, self: Any, *args: Any, **kwargs: Any) -> Any:
+        with versions_written:
+            return write(self, *args, **kwargs)
+
+    writes = (
+        LambdaService.update_version_state,
+        LambdaProvider.add_permission,
+        LambdaProvider.remove_permission,
+        LambdaProvider.tag_resource,
+        LambdaProvider.untag_resource,
+    )
+    return Patches([Patch.function(write, one_at_a_time) for write in writes])
+
+
 def botocore_files_parsed_once() -> Patch:
     """Every boto session LocalStack and moto make (per request context, per store, per
     region check) has its own botocore loader, which parses the JSON files it reads anew:
@@ -274,36 +382,37 @@ def dynamodb_items_passed_through() -> Patch:
 
 # Patches of a service's own modules, applied when LocalStack loads the service: importing
 # those modules at start (DynamoDB's provider, the ASL parser) put ~2 s before healthy.
-WHEN_LOADED: dict[str, tuple[Callable[[], Patch], ...]] = {
+WHEN_LOADED: dict[str, tuple[Callable[[], Patch | Patches], ...]] = {
     "dynamodb": (dynamodb_items_passed_through,),
     "stepfunctions": (state_machine_definitions_parsed_once,),
+    "lambda": (function_start_not_undone,),
 }
 
 
 def service_patches_applied_as_services_load() -> Patch:
-    """Applies WHEN_LOADED's patches of a service once LocalStack has created it (its
-    provider's modules imported), before it serves a request."""
+    """Applies WHEN_LOADED's patches of a service as LocalStack creates it: before, because
+    the service's dispatch table keeps the provider's methods as they are then."""
     from localstack.services.plugins import ServicePluginAdapter
 
     patched: set[str] = set()
     lock = threading.Lock()
 
-    def then_patched(create_service: Any, self: ServicePluginAdapter) -> Any:
-        service = create_service(self)
+    def patched_first(create_service: Any, self: ServicePluginAdapter) -> Any:
         with lock:
             if self.api not in patched:
                 patched.add(self.api)
                 for make_patch in WHEN_LOADED.get(self.api, ()):
                     make_patch().apply()
-        return service
+        return create_service(self)
 
-    return Patch.function(ServicePluginAdapter.create_service, then_patched)
+    return Patch.function(ServicePluginAdapter.create_service, patched_first)
 
 
 def _start_backends_early() -> None:
-    """DynamoDB Local (a JVM, ~4 s) and kinesis-mock (Node.js, for DynamoDB streams, ~3 s)
-    start on their service's first use, and `make up` met them one after the other, with every
-    provisioning thread waiting. Start both, side by side, as soon as LocalStack is ready."""
+    """DynamoDB's service (which adopts the JVM started early) and kinesis-mock (Node.js, for
+    DynamoDB streams, ~3 s) start on their service's first use, and `make up` met them one
+    after the other, with every provisioning thread waiting. Start both, side by side, as soon
+    as LocalStack is ready."""
     from localstack.aws.connect import connect_to
     from localstack.runtime import events
 
@@ -353,12 +462,15 @@ def main() -> None:
     except WrongLocalStackVersion as wrong:
         print(f"error: {wrong}", file=sys.stderr)
         sys.exit(2)
+    prestart = os.environ.get(PRESTART_BACKENDS) == "1"
+    early_dynamodb_local = start_dynamodb_local_at_once() if prestart else None
     from sandbox.embedded import lambda_logs, metrics, pollers  # once the version is known to fit
 
     for make_patch in PATCHES:
         make_patch().apply()
     service_patches_applied_as_services_load().apply()
-    if os.environ.get(PRESTART_BACKENDS) == "1":
+    if early_dynamodb_local:
+        dynamodb_local_adopted(early_dynamodb_local).apply()
         _start_backends_early()
     pollers.apply()
     metrics.apply()
@@ -375,6 +487,8 @@ def main() -> None:
     except BaseException:
         traceback.print_exc()
         code = 1
+    if early_dynamodb_local:
+        early_dynamodb_local.take(None)  # LocalStack stopped before it needed DynamoDB
     # After its orderly shutdown, LocalStack's CloudWatch log thread may still retry against
     # the stopped gateway, and Python would wait for it: exit without waiting.
     sys.stdout.flush()

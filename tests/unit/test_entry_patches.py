@@ -3,6 +3,10 @@ LocalStack and does what it says. No sandbox needed: each is applied, checked, u
 
 from __future__ import annotations
 
+import functools
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,9 +18,9 @@ pytest.importorskip(
     "localstack",
     reason="LocalStack is not installed on this host (Docker mode runs it in a container)",
 )
-from localstack.utils.patch import Patch
+from localstack.utils.patch import Patch, Patches
 
-from sandbox.embedded import entry, launcher
+from sandbox.embedded import dynamodb_local, entry, launcher
 
 
 @pytest.fixture
@@ -44,14 +48,15 @@ def test_every_patch_is_one_of_localstacks_patches() -> None:
         Patch(SimpleNamespace(), "gone", lambda: None).apply()
 
 
-def test_dynamodb_local_starts_without_the_agent_and_with_a_light_jvm(applied, monkeypatch) -> None:
+def dynamodb_server(monkeypatch, installed: str, **settings: Any) -> Any:
+    """LocalStack's DynamodbServer as its config would make it, DynamoDB Local installed in
+    `installed`, without starting anything."""
     from localstack.services.dynamodb import server as dynamodb_server
     from localstack.services.dynamodb.server import DynamodbServer
 
     agent = SimpleNamespace(get_ddb_agent_jar_path=lambda: "/lib/ddb-local-loader-0.1.jar")
-    package = SimpleNamespace(get_installer=lambda: agent, get_installed_dir=lambda: "/ddb")
+    package = SimpleNamespace(get_installer=lambda: agent, get_installed_dir=lambda: installed)
     monkeypatch.setattr(dynamodb_server, "dynamodblocal_package", package)
-    applied(entry.dynamodb_local_without_agent())
     server = DynamodbServer.__new__(DynamodbServer)
     server.__dict__.update(
         heap_size="256m",
@@ -59,12 +64,111 @@ def test_dynamodb_local_starts_without_the_agent_and_with_a_light_jvm(applied, m
         db_path=None,
         delay_transient_statuses=False,
         optimize_db_before_startup=False,
-        share_db=True,
+        share_db=False,
     )
-    command = server._create_shell_command()
+    server.__dict__.update(settings)
+    return server
+
+
+def test_dynamodb_local_starts_without_the_agent_and_with_a_light_jvm(applied, monkeypatch) -> None:
+    applied(entry.dynamodb_local_without_agent())
+    command = dynamodb_server(monkeypatch, "/ddb", share_db=True)._create_shell_command()
     assert not any(arg.startswith("-javaagent:") for arg in command)
     assert command[1 : 1 + len(entry.LIGHT_JVM)] == list(entry.LIGHT_JVM)
     assert command[-4:] == ["-port", "4000", "-inMemory", "-sharedDb"]
+
+
+def test_dynamodb_local_started_early_is_the_one_localstack_would_start(
+    applied, monkeypatch, tmp_path
+) -> None:
+    """Otherwise LocalStack would not adopt it, and would start a second JVM."""
+    applied(entry.dynamodb_local_without_agent())
+    installed = str(tmp_path / "dynamodb-local" / "2")  # LocalStack's DynamoDBLocal, version 2
+    server = dynamodb_server(monkeypatch, installed, _port=4321, heap_size="300m")
+    early = dynamodb_local.command(tmp_path, 4321, entry.LIGHT_JVM, "300m")
+    assert server._create_shell_command() == early
+
+
+def started(code: str) -> tuple[list[str], subprocess.Popen[bytes]]:
+    command = [sys.executable, "-c", code]
+    output = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT}
+    return command, subprocess.Popen(command, **output)  # type: ignore[call-overload]
+
+
+def test_localstack_adopts_the_early_process_when_it_would_run_the_same_command(applied) -> None:
+    from localstack.services.dynamodb import server
+
+    command, process = started("print('started early')")
+    applied(entry.dynamodb_local_adopted(entry.EarlyProcess(command, process)))
+    lines: list[str] = []
+    thread = server.ShellCommandThread(command, log_listener=lambda line, **_: lines.append(line))
+    thread.run_cmd(None)  # in this thread: its first (and only) run
+    assert thread.process is process and process.returncode == 0
+    assert [line.strip() for line in lines] == ["started early"]
+
+
+def test_localstack_runs_its_own_command_and_the_early_process_ends(applied) -> None:
+    from localstack.services.dynamodb import server
+
+    command, process = started("import time; time.sleep(60)")
+    applied(entry.dynamodb_local_adopted(entry.EarlyProcess(command, process)))
+    own = [sys.executable, "-c", "print('started by LocalStack')"]
+    lines: list[str] = []
+    thread = server.ShellCommandThread(own, log_listener=lambda line, **_: lines.append(line))
+    thread.run_cmd(None)
+    assert process.returncode is not None  # ended, not left running beside LocalStack's own
+    assert thread.process is not process
+    assert [line.strip() for line in lines] == ["started by LocalStack"]
+
+
+def test_an_early_process_localstack_never_asked_for_ends() -> None:
+    command, process = started("import time; time.sleep(600)")
+    taking = threading.Thread(target=entry.EarlyProcess(command, process).take, args=(None,))
+    taking.start()
+    taking.join(10)
+    assert not taking.is_alive(), "the early process was waited for, not ended"
+    assert process.returncode is not None
+
+
+def test_a_permission_added_while_a_function_starts_waits_for_the_start_to_be_written(
+    monkeypatch,
+) -> None:
+    """Otherwise AddPermission writes back the version it read as Pending, over the start's
+    Active, and the function stays Pending for good."""
+    from localstack.services.lambda_.invocation.lambda_service import LambdaService
+    from localstack.services.lambda_.provider import LambdaProvider
+
+    writing, written = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    @functools.wraps(LambdaService.update_version_state)
+    def start_written(*_: Any) -> None:
+        writing.set()
+        written.wait(10)
+        order.append("start written")
+
+    @functools.wraps(LambdaProvider.add_permission)
+    def permission_added(*_: Any) -> None:
+        order.append("permission added")
+
+    monkeypatch.setattr(LambdaService, "update_version_state", start_written)
+    monkeypatch.setattr(LambdaProvider, "add_permission", permission_added)
+    patches = entry.function_start_not_undone()
+    patches.apply()
+    try:
+        start = threading.Thread(target=LambdaService.update_version_state, args=(None,) * 3)
+        start.start()
+        assert writing.wait(10)
+        permission = threading.Thread(target=LambdaProvider.add_permission, args=(None,) * 2)
+        permission.start()
+        permission.join(0.3)
+        assert permission.is_alive(), "AddPermission ran while the start was being written"
+        written.set()
+        start.join(10)
+        permission.join(10)
+        assert order == ["start written", "permission added"]
+    finally:
+        patches.undo()
 
 
 def test_kinesis_mock_starts_with_the_listen_local_script(applied, monkeypatch) -> None:
@@ -175,8 +279,9 @@ def test_a_role_is_assumed_once_per_service_and_settings(applied) -> None:
 def test_every_service_patch_is_one_of_localstacks_patches() -> None:
     for service, patches in entry.WHEN_LOADED.items():
         for make_patch in patches:
-            patch = make_patch()
-            assert isinstance(patch, Patch) and patch.old is not None, (service, patch)
+            made = make_patch()
+            for patch in made.patches if isinstance(made, Patches) else [made]:
+                assert isinstance(patch, Patch) and patch.old is not None, (service, patch)
 
 
 def test_a_services_patches_apply_when_localstack_creates_it(applied) -> None:
