@@ -280,6 +280,37 @@ def function_start_not_undone() -> Patches:
     return Patches([Patch.function(write, one_at_a_time) for write in writes])
 
 
+def routes_added_without_compiling_the_others() -> Patch:
+    """LocalStack's router adds a route by copying its URL map (copy on write, for requests
+    being matched meanwhile), and the copy compiles every route already there anew: each of
+    the 8 routes API Gateway adds as it loads cost a compile of all the others, ~0.4 s of
+    LocalStack's one interpreter (SNS ~0.15 s more) in `make up`. The copy takes each route
+    as compiled: a shallow copy whose map, converters and URL builders are the copy's own, so
+    that no map replaced stays reachable from the new one."""
+    import copy
+
+    from rolo.routing import router
+    from werkzeug.routing import Map
+
+    def cloned(old: Map) -> Map:
+        new = router._clone_map_without_rules(old)
+        for rule in old.iter_rules():
+            twin = copy.copy(rule)
+            twin.map = new
+            twin._converters = {name: copy.copy(c) for name, c in rule._converters.items()}
+            for converter in twin._converters.values():
+                converter.map = new
+            twin._build = rule._build.__func__.__get__(twin)  # type: ignore[attr-defined]
+            twin._build_unknown = rule._build_unknown.__func__.__get__(twin)  # type: ignore[attr-defined]
+            if not twin.build_only:
+                new._matcher.add(twin)
+            new._rules_by_endpoint.setdefault(twin.endpoint, []).append(twin)
+        new._remap = True
+        return new
+
+    return Patch(router, "_clone_map_with_rules", cloned)
+
+
 def botocore_files_parsed_once() -> Patch:
     """Every boto session LocalStack and moto make (per request context, per store, per
     region check) has its own botocore loader, which parses the JSON files it reads anew:
@@ -371,6 +402,7 @@ PATCHES = (
     role_sessions_reused,
     lambda_role_checked_once,
     async_pollers_told_to_stop_together,
+    routes_added_without_compiling_the_others,
 )
 
 
@@ -408,11 +440,11 @@ def service_patches_applied_as_services_load() -> Patch:
     return Patch.function(ServicePluginAdapter.create_service, patched_first)
 
 
-def _start_backends_early() -> None:
+def _start_backends_early() -> list[threading.Thread]:
     """DynamoDB's service (which adopts the JVM started early) and kinesis-mock (Node.js, for
     DynamoDB streams, ~3 s) start on their service's first use, and `make up` met them one
     after the other, with every provisioning thread waiting. Start both, side by side, as soon
-    as LocalStack is ready."""
+    as LocalStack is ready; returns their threads."""
     from localstack.aws.connect import connect_to
     from localstack.runtime import events
 
@@ -423,23 +455,32 @@ def _start_backends_early() -> None:
         except Exception as error:  # the service's first real use will say what is wrong
             print(f"Starting {name} early failed: {error}", file=sys.stderr)
 
-    for name, first_call in (
-        ("DynamoDB Local", lambda: connect_to().dynamodb.list_tables()),
-        ("kinesis-mock", lambda: connect_to().kinesis.list_streams()),
-    ):
-        threading.Thread(target=start, args=(name, first_call), daemon=True).start()
+    threads = [
+        threading.Thread(target=start, args=(name, first_call), daemon=True)
+        for name, first_call in (
+            ("DynamoDB Local", lambda: connect_to().dynamodb.list_tables()),
+            ("kinesis-mock", lambda: connect_to().kinesis.list_streams()),
+        )
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
 
 
-def _start_python_template() -> None:
+def _start_python_template(after: list[threading.Thread]) -> None:
     """The template Python environments are forked from parses boto3's data for ~0.7 s
     (executor.ForkServer); start it once LocalStack is ready, so the first Python function's
-    first cold start does not wait for it."""
+    first cold start does not wait for it. With backends started early, it waits for them
+    too: on two cores, LocalStack, DynamoDB Local and kinesis-mock starting beside it slowed
+    `make up`'s provisioning (which needs those, not the template)."""
     from localstack.runtime import events
 
     from sandbox.executor.executor import ForkServer
 
     def start() -> None:
         events.infra_ready.wait()
+        for thread in after:
+            thread.join()
         ForkServer.shared()
 
     threading.Thread(target=start, daemon=True).start()
@@ -469,13 +510,14 @@ def main() -> None:
     for make_patch in PATCHES:
         make_patch().apply()
     service_patches_applied_as_services_load().apply()
+    backends_starting = []
     if early_dynamodb_local:
         dynamodb_local_adopted(early_dynamodb_local).apply()
-        _start_backends_early()
+        backends_starting = _start_backends_early()
     pollers.apply()
     metrics.apply()
     lambda_logs.apply()
-    _start_python_template()
+    _start_python_template(after=backends_starting)
     _start_websocket_api()
     from localstack.runtime.main import main as localstack_main
 

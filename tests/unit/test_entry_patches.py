@@ -4,9 +4,11 @@ LocalStack and does what it says. No sandbox needed: each is applied, checked, u
 from __future__ import annotations
 
 import functools
+import gc
 import subprocess
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -307,3 +309,43 @@ def test_a_services_patches_apply_when_localstack_creates_it(applied) -> None:
     finally:
         for patch in [p for p in Patch.applied_patches if p.obj is UsageMetricsStaticAnalyser]:
             patch.undo()
+
+
+def test_a_route_added_compiles_itself_only_and_the_others_match_as_before(
+    applied, monkeypatch
+) -> None:
+    from rolo import Router
+    from werkzeug.exceptions import NotFound
+    from werkzeug.routing import Rule
+
+    applied(entry.routes_added_without_compiling_the_others())
+    router: Router = Router()
+    queue = router.add("/queues/<name>", endpoint="queue")
+    router.add("/files/<path:key>", endpoint="file", methods=["PUT"])
+    router.add("/accounts/<regex('[0-9]{3}'):account>/x", endpoint="account")
+    compiled: list[str] = []
+    compile_rule = Rule.compile
+
+    def compile_counted(rule: Rule) -> None:
+        compiled.append(rule.rule)
+        compile_rule(rule)
+
+    monkeypatch.setattr(Rule, "compile", compile_counted)
+    replaced = weakref.ref(router.url_map)
+    router.add("/later", endpoint="later")
+    assert compiled == ["/later"]  # not the three routes before it, anew
+    gc.collect()
+    assert replaced() is None, "the map a route was added to is still held by the new one"
+
+    urls = router.url_map.bind("localhost")
+    assert urls.match("/queues/q1")[0] == "queue" and urls.match("/queues/q1")[1]["name"] == "q1"
+    assert urls.match("/files/a/b.txt", method="PUT")[1]["key"] == "a/b.txt"
+    assert urls.match("/accounts/123/x")[1]["account"] == "123"
+    with pytest.raises(NotFound):
+        urls.match("/accounts/12/x")
+    assert urls.match("/later")[0] == "later"
+    assert urls.build("queue", {"name": "q2", "__host__": "localhost"}) == "/queues/q2"
+    router.remove(queue)
+    with pytest.raises(NotFound):
+        router.url_map.bind("localhost").match("/queues/q1")
+    assert router.url_map.bind("localhost").match("/later")[0] == "later"
