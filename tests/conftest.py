@@ -13,8 +13,10 @@ from __future__ import annotations
 import importlib.util
 import io
 import os
+import resource
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -178,3 +180,25 @@ def failed_record(slug: str, started: float = 1_700_000_000.0) -> dict:
             ],
         },
     }
+
+
+HELD_DESCRIPTORS = 1100  # enough that the next descriptors are numbered over 1024
+
+
+@pytest.fixture
+def descriptors_numbered_over_1024() -> Iterator[None]:
+    """Holds descriptors until the next ones are numbered over 1024, as LocalStack's are with
+    every pattern in use: select() refuses those. Skips where the host's limit is too low."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * HELD_DESCRIPTORS
+    if hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"this host allows {hard} open files per process; the test needs {wanted}")
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(HELD_DESCRIPTORS)]
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

@@ -157,11 +157,13 @@ def _connection(url: str) -> http.client.HTTPConnection:
 
 
 def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
-    """An idle kept-alive socket that reads as ready has been closed by DynamoDB Local."""
+    """An idle kept-alive socket that reads as ready has been closed by DynamoDB Local. poll,
+    not select, which refuses descriptors numbered 1024 or more (LocalStack holds thousands)."""
     if connection.sock is None:
         return False
-    readable, _, _ = select.select([connection.sock], [], [], 0)
-    return bool(readable)
+    waiting = select.poll()
+    waiting.register(connection.sock, select.POLLIN)
+    return bool(waiting.poll(0))
 
 
 def _drop_connection() -> None:

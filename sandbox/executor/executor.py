@@ -90,6 +90,15 @@ class MessageQueue:
             self._changed.notify_all()
 
 
+def _ready(fd: int, events: int, timeout_s: float) -> bool:
+    """Whether `fd` is ready for `events` within the timeout. poll, not select: LocalStack's
+    process holds thousands of descriptors with every pattern in use, and select() refuses
+    any numbered 1024 or more ("filedescriptor out of range in select()")."""
+    waiting = select.poll()
+    waiting.register(fd, events)
+    return bool(waiting.poll(max(0.0, timeout_s) * 1000))
+
+
 class RuntimeProcess:
     """One environment's process: requests go to its stdin, its messages arrive on a queue.
     When its message pipe closes (it ended), an {"type": "exit"} message follows.
@@ -139,8 +148,7 @@ class RuntimeProcess:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                _readable, writable, _ = select.select([], [self._stdin_fd], [], remaining)
-                if not writable:
+                if not _ready(self._stdin_fd, select.POLLOUT, remaining):
                     continue
                 try:
                     data = data[os.write(self._stdin_fd, data) :]

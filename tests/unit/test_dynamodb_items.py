@@ -6,6 +6,7 @@ in this process; tests/integration/test_dynamodb_items.py checks the answers the
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -108,3 +109,16 @@ def test_browser_and_encoded_requests_take_localstacks_path(header: str) -> None
 def test_injected_errors_take_localstacks_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(config, "DYNAMODB_WRITE_ERROR_PROBABILITY", 0.5)
     assert dynamodb_items.passable(context(put()), "PutItem") is None
+
+
+def test_a_kept_alive_connection_numbered_over_1024_is_checked(
+    descriptors_numbered_over_1024: None,
+) -> None:
+    """Open and idle: kept. Closed by DynamoDB Local: dropped. select() refused it."""
+    ours, dynamodb_local = socket.socketpair()
+    with ours, dynamodb_local:
+        assert ours.fileno() > 1024
+        connection = SimpleNamespace(sock=ours)
+        assert not dynamodb_items._closed_by_peer(connection)  # type: ignore[arg-type]
+        dynamodb_local.close()
+        assert dynamodb_items._closed_by_peer(connection)  # type: ignore[arg-type]

@@ -281,3 +281,16 @@ def test_many_environments_ending_at_once_leave_the_others_running(
         assert survivor.send(request({}), time.monotonic() + WAIT_S)
         assert next_message(survivor)["type"] == "result", "the survivor was ended"
     assert fork_server.usable()
+
+
+def test_an_environment_whose_pipes_are_numbered_over_1024_is_invoked(
+    fork_server: executor.ForkServer, tmp_path: Path, descriptors_numbered_over_1024: None
+) -> None:
+    """LocalStack holds thousands of descriptors once every pattern is in use; an invocation
+    whose environment's pipe was numbered over 1024 failed with `ValueError: filedescriptor
+    out of range in select()` (a Lambda.ServiceException to Step Functions)."""
+    (tmp_path / "app.py").write_text("def handler(event, context):\n    return event\n")
+    process = fork_server.fork(environment(tmp_path))
+    assert next_message(process)["type"] == "ready"
+    assert process.send(request({"n": 1}), time.monotonic() + WAIT_S)
+    assert json.loads(next_message(process)["payload"]) == {"n": 1}
