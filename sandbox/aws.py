@@ -6,9 +6,6 @@ import functools
 import threading
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from sandbox import settings
 
 
@@ -16,6 +13,11 @@ class Aws:
     """One checked endpoint, one session, clients made once each."""
 
     def __init__(self, endpoint_url: str | None = None) -> None:
+        # Imported here, not with the module (~0.25 s of one core): `make up` has LocalStack
+        # starting before it makes its first client.
+        import boto3
+        from botocore.config import Config
+
         settings.apply_client_defaults()
         self.endpoint_url = settings.check_endpoint(endpoint_url or settings.endpoint())
         self.session = boto3.session.Session()

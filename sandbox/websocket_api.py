@@ -40,8 +40,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlparse
 
-import boto3
-from botocore.config import Config
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.sync.server import Server, ServerConnection, serve
@@ -218,6 +216,9 @@ class WebSocketApiServer:
     ) -> None:
         self.definitions = definitions
         self.host = host
+        import boto3  # here, not with the module: the CLI imports it for its ports and names
+        from botocore.config import Config
+
         # Test credentials and region where none are set, passed to the client rather than
         # put in the environment: in embedded mode this runs inside LocalStack's process.
         defaults = settings.client_defaults(dict(os.environ))
