@@ -85,7 +85,7 @@ class EarlyProcess:
         return None
 
 
-def start_dynamodb_local_at_once() -> EarlyProcess:
+def start_dynamodb_local_at_once() -> EarlyProcess | None:
     """DynamoDB Local's JVM needs ~1.5 s of a core before it answers, and LocalStack started it
     ~1.3 s into its own start (after importing its DynamoDB modules), while the second core sat
     idle: `make up`'s first tables waited for it. Start it first thing, on a free port that
@@ -100,13 +100,17 @@ def start_dynamodb_local_at_once() -> EarlyProcess:
     command = dynamodb_local.command(
         var_libs, config.DYNAMODB_LOCAL_PORT, LIGHT_JVM, config.DYNAMODB_HEAP_SIZE
     )
-    process = subprocess.Popen(
-        command,
-        env=dynamodb_local.environment(var_libs),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+    try:
+        process = subprocess.Popen(
+            command,
+            env=dynamodb_local.environment(var_libs),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+    except OSError as error:  # LocalStack starts it on first use, and says what is wrong
+        print(f"Starting DynamoDB Local early failed: {error}", file=sys.stderr)
+        return None
     return EarlyProcess(command, process)
 
 
@@ -510,10 +514,9 @@ def main() -> None:
     for make_patch in PATCHES:
         make_patch().apply()
     service_patches_applied_as_services_load().apply()
-    backends_starting = []
     if early_dynamodb_local:
         dynamodb_local_adopted(early_dynamodb_local).apply()
-        backends_starting = _start_backends_early()
+    backends_starting = _start_backends_early() if prestart else []
     pollers.apply()
     metrics.apply()
     lambda_logs.apply()

@@ -349,3 +349,15 @@ def test_a_route_added_compiles_itself_only_and_the_others_match_as_before(
     with pytest.raises(NotFound):
         router.url_map.bind("localhost").match("/queues/q1")
     assert router.url_map.bind("localhost").match("/later")[0] == "later"
+
+
+def test_dynamodb_local_that_cannot_start_early_is_left_to_localstack(
+    monkeypatch, capsys, tmp_path
+) -> None:
+    from localstack import config
+
+    monkeypatch.setattr(config, "DYNAMODB_LOCAL_PORT", 4000)
+    monkeypatch.setattr(config.dirs, "var_libs", str(tmp_path))  # no Java laid out there
+    monkeypatch.setenv("PATH", str(tmp_path))  # nor on the PATH
+    assert entry.start_dynamodb_local_at_once() is None
+    assert "Starting DynamoDB Local early failed" in capsys.readouterr().err
