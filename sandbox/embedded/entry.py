@@ -8,7 +8,6 @@ they are written against one LocalStack version: `check_localstack_version` refu
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -25,6 +24,7 @@ from sandbox.embedded.launcher import (
     WrongLocalStackVersion,
     check_localstack_version,
 )
+from sandbox.health import free_port
 
 # DynamoDB Local serves one developer: the client compiler alone and the serial collector
 # start it sooner and leave it smaller and quieter when idle than the server defaults. Its
@@ -93,9 +93,7 @@ def start_dynamodb_local_at_once() -> EarlyProcess | None:
     from localstack import config
 
     if not config.DYNAMODB_LOCAL_PORT:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            config.DYNAMODB_LOCAL_PORT = probe.getsockname()[1]
+        config.DYNAMODB_LOCAL_PORT = free_port()
     var_libs = Path(config.dirs.var_libs)
     command = dynamodb_local.command(
         var_libs, config.DYNAMODB_LOCAL_PORT, LIGHT_JVM, config.DYNAMODB_HEAP_SIZE

@@ -239,19 +239,11 @@ def processes_with(variable: str, value: str) -> list[int]:
     found = []
     for process in psutil.process_iter():
         try:
-            if process.environ().get(variable) == value and _alive(process.pid):
+            if process.environ().get(variable) == value and _running(process):
                 found.append(process.pid)
         except (psutil.Error, OSError):
             continue
     return found
-
-
-def _alive(pid: int) -> bool:
-    """True while the process runs; a zombie has exited and only waits to be reaped."""
-    try:
-        return _running(psutil.Process(pid))
-    except psutil.NoSuchProcess:
-        return False
 
 
 def _localstack_process(state: Running) -> psutil.Process | None:

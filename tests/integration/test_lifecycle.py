@@ -165,6 +165,7 @@ def test_stop_leaves_none_of_its_processes_behind(own_sandbox: EmbeddedSandbox) 
     ]
 
     # WHEN it is stopped
+    processes_before = [psutil.Process(pid) for pid in before]
     ended = own_sandbox.stop()
 
     # THEN none of its processes is left, and the port is free. What outlives the grace
@@ -172,7 +173,8 @@ def test_stop_leaves_none_of_its_processes_behind(own_sandbox: EmbeddedSandbox) 
     # JVM or a many-threaded LocalStack takes a moment): hence a short deadline, not `== []`.
     assert ended > 1
     await_value(
-        lambda: [pid for pid in before if launcher._alive(pid)] + processes_of(running.instance),
+        lambda: [p.pid for p in processes_before if launcher._running(p)]
+        + processes_of(running.instance),
         until=lambda left: not left,
         timeout=KILLED_EXIT_TIMEOUT_S,
         waiting_for="every process of the stopped sandbox to end",
