@@ -70,11 +70,27 @@ def exclusive(endpoint: str, slug: str, holder: str, out: Any = sys.stdout) -> I
 @contextmanager
 def using(endpoint: str, slug: str, out: Any = sys.stdout) -> Iterator[None]:
     """Held while a scenario runs on the pattern, or while it is provisioned."""
-    if os.environ.get(HELD_BY_PARENT) == slug or slug in _held.get():
+    if _held_here(slug):
         yield
         return
     with _locked(endpoint, slug, fcntl.LOCK_SH, out):
         yield
+
+
+def _held_here(slug: str) -> bool:
+    """Held exclusively by this thread, or by the `make mutants` run that started us."""
+    return os.environ.get(HELD_BY_PARENT) == slug or slug in _held.get()
+
+
+def free(endpoint: str, slug: str) -> bool:
+    """Whether a scenario could take the pattern now without waiting: nobody holds it
+    exclusively, or we do."""
+    if _held_here(slug):
+        return True
+    path = lock_file(endpoint, slug)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as lock:
+        return _try(lock, fcntl.LOCK_SH)  # released as the file closes
 
 
 @contextmanager

@@ -18,10 +18,11 @@ import io
 import json
 import os
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -147,13 +148,59 @@ class ScenarioRun:
 def run_scenarios(
     patterns: list[Pattern], aws: Aws, jobs: int = SCENARIO_JOBS
 ) -> Iterator[ScenarioRun]:
-    """Run the scenarios `jobs` at a time (each pattern has its own resources, and most of a
-    scenario is waiting on queues and timers), the longest first; yield each with its account
-    as it finishes."""
-    with ThreadPoolExecutor(max(1, jobs)) as pool:
-        runs = [pool.submit(run_buffered, pattern, aws) for pattern in longest_first(patterns)]
-        for done in as_completed(runs):
-            yield done.result()
+    """Run the scenarios side by side (see `start_scenarios`); yield each with its account as
+    it finishes."""
+    for done in as_completed(start_scenarios(patterns, aws, jobs).values()):
+        yield done.result()
+
+
+def start_scenarios(
+    patterns: list[Pattern], aws: Aws, jobs: int = SCENARIO_JOBS
+) -> dict[str, Future[ScenarioRun]]:
+    """Start the scenarios `jobs` at a time (each pattern has its own resources, and most of a
+    scenario is waiting on queues and timers); a future per slug."""
+    return side_by_side(
+        longest_first(patterns),
+        lambda pattern: run_buffered(pattern, aws),
+        jobs,
+        free=lambda pattern: pattern_lock.free(aws.endpoint_url, pattern.slug),
+    )
+
+
+def side_by_side[T](
+    patterns: list[Pattern],
+    run: Callable[[Pattern], T],
+    jobs: int,
+    free: Callable[[Pattern], bool],
+) -> dict[str, Future[T]]:
+    """`run` each pattern on `jobs` threads, in the given order, except that a thread that
+    is free takes the first pattern nobody else holds now (`make mutants`, the poison fault
+    test): waiting for a held pattern while others could run would idle a lane. Only when
+    every pattern left is held does it wait for the first."""
+    waiting = list(patterns)
+    futures: dict[str, Future[T]] = {pattern.slug: Future() for pattern in waiting}
+    choosing = threading.Lock()
+
+    def next_pattern() -> Pattern | None:
+        with choosing:
+            if not waiting:
+                return None
+            chosen = next((p for p in waiting if free(p)), waiting[0])
+            waiting.remove(chosen)
+            return chosen
+
+    def lane() -> None:
+        while (pattern := next_pattern()) is not None:
+            future = futures[pattern.slug]
+            future.set_running_or_notify_cancel()
+            try:
+                future.set_result(run(pattern))
+            except BaseException as error:  # the caller's to see, through the future
+                future.set_exception(error)
+
+    for number in range(max(1, min(jobs, len(waiting)))):
+        threading.Thread(target=lane, name=f"scenario-lane-{number}", daemon=True).start()
+    return futures
 
 
 def longest_first(patterns: list[Pattern]) -> list[Pattern]:

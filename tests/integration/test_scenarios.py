@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, wait
 from typing import Any
 
 import pytest
@@ -20,11 +20,9 @@ pytestmark = pytest.mark.waits_long
 
 @pytest.fixture(scope="session")
 def scenario_runs(aws: Aws) -> Iterator[dict[str, Future[patterns.ScenarioRun]]]:
-    with ThreadPoolExecutor(patterns.SCENARIO_JOBS) as pool:
-        yield {
-            pattern.slug: pool.submit(patterns.run_buffered, pattern, aws)
-            for pattern in patterns.longest_first(patterns.catalogue())
-        }
+    runs = patterns.start_scenarios(patterns.catalogue(), aws)
+    yield runs
+    wait(runs.values())  # none still running when the session ends
 
 
 @pytest.mark.integration

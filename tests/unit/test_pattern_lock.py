@@ -120,3 +120,22 @@ def in_another_thread(work: Callable[[], None]) -> str:
     thread.join(10)
     assert raised, "it did not wait for the holder"
     return str(raised[0])
+
+
+def test_free_says_whether_a_scenario_would_wait() -> None:
+    assert pattern_lock.free(ENDPOINT, "cqrs")
+    with pattern_lock.using(ENDPOINT, "cqrs"):  # other scenarios run alongside
+        assert pattern_lock.free(ENDPOINT, "cqrs")
+    with pattern_lock.exclusive(ENDPOINT, "cqrs", "the poison fault test"):
+        assert pattern_lock.free(ENDPOINT, "cqrs")  # its holder's own thread passes through
+        assert free_in_another_thread(ENDPOINT, "cqrs") is False
+        assert free_in_another_thread(ENDPOINT, "webhooks") is True
+    assert free_in_another_thread(ENDPOINT, "cqrs") is True
+
+
+def free_in_another_thread(endpoint: str, slug: str) -> bool | None:
+    answers: list[bool] = []
+    thread = threading.Thread(target=lambda: answers.append(pattern_lock.free(endpoint, slug)))
+    thread.start()
+    thread.join(10)
+    return answers[0] if answers else None

@@ -62,3 +62,41 @@ def test_scenarios_run_longest_first_and_never_run_ones_before_all(
     chosen = [known["cqrs"], known["callback"], known["webhooks"]]
     ordered = [p.slug for p in patterns.longest_first(chosen)]
     assert ordered == ["callback", "webhooks", "cqrs"]
+
+
+def test_a_free_lane_takes_a_pattern_nobody_holds_before_a_held_one() -> None:
+    """The poison fault test holds `held`: the one lane runs the others first, then `held`
+    once it is let go, instead of sitting idle waiting for it."""
+    known = {p.slug: p for p in patterns.catalogue()}
+    order = [known["webhooks"], known["cqrs"], known["callback"]]
+    held, ran = {"webhooks"}, []
+
+    def run(pattern: patterns.Pattern) -> str:
+        ran.append(pattern.slug)
+        if len(ran) == 2:
+            held.clear()
+        return pattern.slug
+
+    runs = patterns.side_by_side(order, run, jobs=1, free=lambda p: p.slug not in held)
+    assert {slug: future.result(timeout=10) for slug, future in runs.items()} == {
+        "webhooks": "webhooks",
+        "cqrs": "cqrs",
+        "callback": "callback",
+    }
+    assert ran == ["cqrs", "callback", "webhooks"]
+
+
+def test_a_scenario_that_raises_fails_its_own_future_only() -> None:
+    known = {p.slug: p for p in patterns.catalogue()}
+
+    def run(pattern: patterns.Pattern) -> str:
+        if pattern.slug == "cqrs":
+            raise RuntimeError("the sandbox went away")
+        return pattern.slug
+
+    runs = patterns.side_by_side(
+        [known["cqrs"], known["callback"]], run, jobs=2, free=lambda p: True
+    )
+    with pytest.raises(RuntimeError, match="went away"):
+        runs["cqrs"].result(timeout=10)
+    assert runs["callback"].result(timeout=10) == "callback"
