@@ -67,9 +67,3 @@ def test_the_record_holds_the_runs_step_functions_transitions(
         assert execution["status"] in ("SUCCEEDED", "FAILED")
         assert all(s["exited"] is None or s["entered"] <= s["exited"] for s in execution["states"])
     assert any(s["error"] for e in executions for s in e["states"])  # rejected requests
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("pattern", patterns.catalogue(), ids=lambda p: p.slug)
-def test_bootstrap_is_idempotent(pattern: patterns.Pattern, aws: Aws) -> None:
-    assert pattern.provision(aws) == pattern.provision(aws)
