@@ -124,7 +124,8 @@ class DlqWatch:
 
 # -- Lambda ---------------------------------------------------------------------------
 def invocations(aws: Aws, slug: str, since: float, until: float) -> list[dict[str, Any]]:
-    """Every invocation of the pattern's functions whose REPORT line falls in the window."""
+    """Every invocation of the pattern's functions that started in the window (one that was
+    already running as it opened, such as a schedule's, belongs to what came before)."""
     logs = aws.client("logs")
     found: list[dict[str, Any]] = []
     prefix = f"/aws/lambda/{slug}"
@@ -133,7 +134,7 @@ def invocations(aws: Aws, slug: str, since: float, until: float) -> list[dict[st
             function = group["logGroupName"].removeprefix("/aws/lambda/")
             if belongs(function, slug):
                 events = _log_events(logs, group["logGroupName"], since, until)
-                found.extend(parse_invocations(function, events))
+                found.extend(parse_invocations(function, events, started_after=since))
     return sorted(found, key=lambda invocation: invocation["start"])
 
 
@@ -156,11 +157,13 @@ def _log_events(logs: Any, group: str, since: float, until: float) -> list[dict[
     return events
 
 
-def parse_invocations(function: str, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Invocations from one function's log events: START ... REPORT per request, per
-    stream. The REPORT line is stamped when the invocation ended; it started `Duration`
-    earlier, after `Init Duration` on a cold start; an error line between START and
-    REPORT marks it failed."""
+def parse_invocations(
+    function: str, events: list[dict[str, Any]], *, started_after: float = 0.0
+) -> list[dict[str, Any]]:
+    """Invocations from one function's log events that started at `started_after` or later:
+    START ... REPORT per request, per stream. The REPORT line is stamped when the invocation
+    ended; it started `Duration` earlier, after `Init Duration` on a cold start; an error line
+    between START and REPORT marks it failed."""
     by_stream: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
         by_stream[event.get("logStreamName", "")].append(event)
@@ -174,12 +177,15 @@ def parse_invocations(function: str, events: list[dict[str, Any]]) -> list[dict[
                     current = started.group(1)
                 elif reported := _REPORT.search(line):
                     request_id, duration_ms = reported.group(1), float(reported.group(2))
+                    start = event["timestamp"] / 1000 - duration_ms / 1000
+                    if start < started_after:
+                        continue
                     init = _INIT.search(line)
                     found.append(
                         {
                             "function": function,
                             "request_id": request_id,
-                            "start": round(event["timestamp"] / 1000 - duration_ms / 1000, 3),
+                            "start": round(start, 3),
                             "seconds": round(duration_ms / 1000, 3),
                             "cold": init is not None,
                             "init_seconds": round(float(init.group(1)) / 1000, 3) if init else 0,

@@ -47,6 +47,21 @@ def test_invocations_come_from_report_lines_with_cold_starts_and_errors() -> Non
     assert (second["request_id"], second["cold"], second["error"]) == ("r2", False, None)
 
 
+def test_an_invocation_already_running_as_the_window_opens_is_left_out() -> None:
+    """A schedule's invocation that ends inside a scenario's window is not the scenario's."""
+    events = [
+        _event(
+            "s1", 10_400, "REPORT RequestId: before\tDuration: 500.00 ms\tBilled Duration: 500 ms"
+        ),
+        _event("s1", 10_600, "START RequestId: inside Version: $LATEST\n"),
+        _event(
+            "s1", 10_700, "REPORT RequestId: inside\tDuration: 100.00 ms\tBilled Duration: 100 ms"
+        ),
+    ]
+    found = parse_invocations("demo-fn", events, started_after=10.0)
+    assert [invocation["request_id"] for invocation in found] == ["inside"]
+
+
 def _at(second: float) -> datetime:
     return datetime.fromtimestamp(second, UTC)
 
