@@ -87,17 +87,19 @@ def free(endpoint: str, slug: str) -> bool:
     exclusively, or we do."""
     if _held_here(slug):
         return True
+    with _opened(endpoint, slug) as lock:
+        return _try(lock, fcntl.LOCK_SH)  # released as the file closes
+
+
+def _opened(endpoint: str, slug: str) -> IO[str]:
     path = lock_file(endpoint, slug)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as lock:
-        return _try(lock, fcntl.LOCK_SH)  # released as the file closes
+    return path.open("a+")
 
 
 @contextmanager
 def _locked(endpoint: str, slug: str, kind: int, out: Any) -> Iterator[IO[str]]:
-    path = lock_file(endpoint, slug)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as lock:
+    with _opened(endpoint, slug) as lock:
         if not _try(lock, kind):
             lock.seek(0)
             holder = lock.read().strip()
@@ -112,7 +114,7 @@ def _locked(endpoint: str, slug: str, kind: int, out: Any) -> Iterator[IO[str]]:
                 )
             except WaitTimedOut:
                 raise PatternBusy(
-                    f"Still waiting for {whom} after {WAIT_S:g} s ({path}). "
+                    f"Still waiting for {whom} after {WAIT_S:g} s ({lock.name}). "
                     "Let it finish or stop it, then run this again."
                 ) from None
         yield lock

@@ -41,6 +41,8 @@ from localstack.services.dynamodb.utils import get_ddb_access_key
 from localstack.utils.patch import Patch
 from rolo.gateway import HandlerChain
 
+from sandbox.executor.executor import ready
+
 LOG = logging.getLogger("localstack.request.aws")
 PASSED_THROUGH = {"GetItem", "PutItem", "UpdateItem", "DeleteItem", "Query", "Scan"}
 TARGET_PREFIX = "DynamoDB_20120810."
@@ -157,13 +159,10 @@ def _connection(url: str) -> http.client.HTTPConnection:
 
 
 def _closed_by_peer(connection: http.client.HTTPConnection) -> bool:
-    """An idle kept-alive socket that reads as ready has been closed by DynamoDB Local. poll,
-    not select, which refuses descriptors numbered 1024 or more (LocalStack holds thousands)."""
+    """An idle kept-alive socket that reads as ready has been closed by DynamoDB Local."""
     if connection.sock is None:
         return False
-    waiting = select.poll()
-    waiting.register(connection.sock, select.POLLIN)
-    return bool(waiting.poll(0))
+    return ready(connection.sock.fileno(), select.POLLIN, 0)
 
 
 def _drop_connection() -> None:

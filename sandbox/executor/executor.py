@@ -90,7 +90,7 @@ class MessageQueue:
             self._changed.notify_all()
 
 
-def _ready(fd: int, events: int, timeout_s: float) -> bool:
+def ready(fd: int, events: int, timeout_s: float) -> bool:
     """Whether `fd` is ready for `events` within the timeout. poll, not select: LocalStack's
     process holds thousands of descriptors with every pattern in use, and select() refuses
     any numbered 1024 or more ("filedescriptor out of range in select()")."""
@@ -148,7 +148,7 @@ class RuntimeProcess:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
-                if not _ready(self._stdin_fd, select.POLLOUT, remaining):
+                if not ready(self._stdin_fd, select.POLLOUT, remaining):
                     continue
                 try:
                     data = data[os.write(self._stdin_fd, data) :]
