@@ -11,13 +11,14 @@ queue, and on its own webhook endpoint through an SNS HTTP subscription.
 5. The completion reaches the subscriber queue once and the client's webhook once.
 6. The same request delivered twice more (SQS is at-least-once): the worker consumes both
    copies, the status row keeps its first completion time, and no second message is published.
-7. A request whose result DynamoDB refuses (its row, padded by the scenario, has no room
-   left) is tried twice (it reaches the DLQ two visibility timeouts after it was sent),
-   stays PENDING, and no completion is ever published.
+7. What the worker cannot finish is tried twice, then lands in the DLQ, sent together so
+   the retries overlap: a request whose result DynamoDB refuses (its row, padded by the
+   scenario, has no room left) reaches it two visibility timeouts after it was sent, stays
+   PENDING, and no completion is ever published; a message put on the queue without going
+   through the API (it carries no request id) lands there too.
 8. A completion the webhook refuses lands in the subscription's DLQ (LocalStack 4.14 does not
    retry HTTP deliveries: not proven here).
-9. Bad input: bodies the API's model refuses get 400 and never reach the queue; a message
-   put on the queue without going through the API is retried and lands in the DLQ. With
+9. Bad input: bodies the API's model refuses get 400 and never reach the queue. With
    concurrent valid posts alongside: requests in = completed + rejected + dead-lettered.
 """
 
@@ -65,7 +66,7 @@ def run(aws: Aws, resources: AsyncRequest, scenario: Scenario) -> None:
             redelivery_publishes_nothing(
                 aws, resources, scenario, completions, posted, completed_at
             )
-            unstored_result_is_never_announced(aws, resources, scenario, completions, run_id)
+            unfinished_work_is_dead_lettered(aws, resources, scenario, completions, run_id)
             refused_webhook_delivery_is_dead_lettered(aws, resources, scenario, webhook, run_id)
             bad_input_is_refused_and_nothing_lost(aws, resources, scenario, completions, run_id)
         finally:
@@ -239,7 +240,7 @@ def redelivery_publishes_nothing(
         )
 
 
-def unstored_result_is_never_announced(
+def unfinished_work_is_dead_lettered(
     aws: Aws,
     resources: AsyncRequest,
     scenario: Scenario,
@@ -249,8 +250,11 @@ def unstored_result_is_never_announced(
     """The completion is published only once the result is stored: a result DynamoDB
     refuses must never be announced. The scenario makes the store fail: it writes the
     request's PENDING row itself, padded to just under DynamoDB's 400 KB item limit, so the
-    worker's write of a 1,000-character result takes the row over it."""
-    with scenario.step("A result that cannot be stored is never announced"):
+    worker's write of a 1,000-character result takes the row over it. A message with no
+    request id goes with it, so both wait out their retries at once."""
+    with scenario.step(
+        "What the worker cannot finish is dead-lettered after two tries, never announced"
+    ):
         request_id = unique_name(f"too-big-{run_id}")
         aws.client("dynamodb").put_item(
             TableName=resources.table,
@@ -269,7 +273,12 @@ def unstored_result_is_never_announced(
                 resources.id_attribute: {"DataType": "String", "StringValue": request_id}
             },
         )
+        stray = f"not sent through the API {run_id}"
+        aws.client("sqs").send_message(
+            QueueUrl=resources.queue.url, MessageBody=json.dumps({"text": stray})
+        )
         scenario.note(f"queued request {request_id}; its row has no room for the result")
+        scenario.note("put a message on the queue directly: it carries no request id")
         observe.check_dead_lettered(
             scenario,
             aws,
@@ -277,6 +286,7 @@ def unstored_result_is_never_announced(
             observe.with_id(sent["MessageId"]),
             max_receive_count=resources.max_receive_count,
             timeout=60,
+            which="the request",
         )
         # A failed try hides the message for one visibility timeout (WORKER_TIMEOUT) before
         # the next: two tries take at least two of them. Read from the clock, because the
@@ -287,6 +297,14 @@ def unstored_result_is_never_announced(
             in_queue >= 2 * WORKER_TIMEOUT - 1,
             expected=f">= {2 * WORKER_TIMEOUT - 1} s (two tries, {WORKER_TIMEOUT} s apart)",
             seen=f"{in_queue:.1f} s",
+        )
+        observe.check_dead_lettered(
+            scenario,
+            aws,
+            resources.dlq,
+            lambda message: stray in message["Body"],
+            max_receive_count=resources.max_receive_count,
+            which="the message with no id",
         )
         holds_for(lambda: completions.count(request_id), until=lambda n: n == 0, duration=2)
         scenario.check("completion messages for it", expected=0, seen=completions.count(request_id))
@@ -333,7 +351,7 @@ def bad_input_is_refused_and_nothing_lost(
     completions: _Completions,
     run_id: str,
 ) -> None:
-    with scenario.step("Bad input: 400 at the API, a DLQ entry for a bad message; nothing lost"):
+    with scenario.step("Bad input: 400 at the API; nothing lost"):
         bad_bodies = [
             {"work_ms": 10},  # no text
             {"text": "x", "work_ms": 999_999},  # too much work asked
@@ -365,26 +383,12 @@ def bad_input_is_refused_and_nothing_lost(
             expected=(404, 404),
             seen=(_status(resources, unknown).status_code, _result(resources, unknown).status_code),
         )
-        stray = f"not sent through the API {run_id}"
-        aws.client("sqs").send_message(
-            QueueUrl=resources.queue.url, MessageBody=json.dumps({"text": stray})
-        )
-        scenario.note("put a message on the queue directly: it carries no request id")
-
         ids = [r.json()["id"] for r in good]
         done = await_value(
             lambda: [i for i in ids if _status(resources, i).json().get("status") == "COMPLETE"],
             until=lambda found: len(found) == len(ids),
             timeout=30,
             waiting_for="the three valid requests to complete",
-        )
-        observe.check_dead_lettered(
-            scenario,
-            aws,
-            resources.dlq,
-            lambda message: stray in message["Body"],
-            max_receive_count=resources.max_receive_count,
-            keep=True,
         )
         await_value(
             lambda: all(completions.count(i) == 1 for i in ids),
@@ -394,12 +398,11 @@ def bad_input_is_refused_and_nothing_lost(
         observe.check_nothing_lost(
             scenario,
             aws,
-            sent=len(good) + len(bad) + 1,  # the stray message went straight onto the queue
+            sent=len(good) + len(bad),
             processed=len(done),
             rejected=sum(r.status_code == 400 for r in bad),
             dlq=resources.dlq,
-            of_run=lambda message: stray in message["Body"]
-            or any(i in message["Body"] for i in ids),
+            of_run=lambda message: any(i in message["Body"] for i in ids),
         )
 
 
