@@ -152,7 +152,9 @@ def ensure_table(
     if stream_view:
         params["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": stream_view}
     try:  # created first: on a fresh sandbox, a look first would be one more request each
-        dynamodb.create_table(**params)
+        created = dynamodb.create_table(**params)["TableDescription"]
+        if created["TableStatus"] == "ACTIVE":  # DynamoDB Local's at once; AWS's CREATING
+            return name
     except dynamodb.exceptions.ResourceInUseException:
         pass  # it exists; it may still be being created by another pattern
     wait_for(
@@ -674,14 +676,13 @@ def ensure_state_machine(
     date; returns its ARN."""
     sfn = aws.client("stepfunctions")
     definition = render_state_machine(STATE_MACHINES_DIR / definition_file, substitutions or {})
-    arn = f"arn:aws:states:{aws.region}:{aws.account_id}:stateMachine:{name}"
-    try:
-        current = sfn.describe_state_machine(stateMachineArn=arn)
-    except sfn.exceptions.StateMachineDoesNotExist:
-        role = ensure_role(aws, STATES_ROLE, "states.amazonaws.com")
-        return sfn.create_state_machine(name=name, definition=definition, roleArn=role, type=kind)[
-            "stateMachineArn"
-        ]
-    if json.loads(current["definition"]) != json.loads(definition):
+    role = ensure_role(aws, STATES_ROLE, "states.amazonaws.com")
+    try:  # the same name, definition and role again returns the one there (AWS's and LocalStack's)
+        created = sfn.create_state_machine(
+            name=name, definition=definition, roleArn=role, type=kind
+        )
+        return str(created["stateMachineArn"])
+    except sfn.exceptions.StateMachineAlreadyExists:  # with another definition: brought up to date
+        arn = f"arn:aws:states:{aws.region}:{aws.account_id}:stateMachine:{name}"
         sfn.update_state_machine(stateMachineArn=arn, definition=definition)
-    return arn
+        return arn
