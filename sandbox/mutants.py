@@ -153,7 +153,7 @@ def scratch_copy(destination: Path, root: Path = ROOT) -> None:
         shutil.copy2(root / name, target)
     build = destination / ".sandbox" / "build"
     build.mkdir(parents=True)
-    for vendored in (settings.STATE_DIR / "build").glob("deps-*"):
+    for vendored in settings.BUILD_DIR.glob("deps-*"):
         if vendored.is_dir() and not vendored.name.endswith(".partial"):
             (build / vendored.name).symlink_to(vendored.resolve(), target_is_directory=True)
 

@@ -38,7 +38,7 @@ from sandbox.embedded import launcher
 
 LOG = logging.getLogger(__name__)
 HANDLERS_DIR = settings.PROJECT_ROOT / "handlers"
-BUILD_DIR = settings.STATE_DIR / "build"
+BUILD_DIR = settings.BUILD_DIR
 LAMBDA_RUNTIME = "python3.13"
 LAMBDA_ROLE = "sandbox-lambda-role"
 STATES_ROLE = "sandbox-states-role"

@@ -20,6 +20,10 @@ LOCAL_HOSTNAMES = ("localhost", "localhost.localstack.cloud")
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR = Path(os.environ.get("SANDBOX_STATE_DIR", PROJECT_ROOT / ".sandbox"))
+# Handlers' code and vendored dependencies, built once per content (folders named by hash):
+# every sandbox of this checkout uses them, whatever its state folder (the benchmark's, the
+# tests'), so a sandbox in a new folder does not build them all again.
+BUILD_DIR = PROJECT_ROOT / ".sandbox" / "build"
 CACHE_DIR = Path(os.environ.get("SANDBOX_CACHE_DIR", Path.home() / ".cache" / "serverless-sandbox"))
 
 

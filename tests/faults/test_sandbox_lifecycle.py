@@ -81,9 +81,6 @@ class OwnSandbox:
 @pytest.fixture(scope="module")
 def own_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnSandbox]:
     state_dir = tmp_path_factory.mktemp(f"sandbox-{PORT}")
-    # Handlers' packaged dependencies are built once per content: reuse the project's.
-    (settings.STATE_DIR / "build").mkdir(parents=True, exist_ok=True)
-    (state_dir / "build").symlink_to(settings.STATE_DIR / "build")
     sandbox = OwnSandbox(state_dir)
     yield sandbox
     last = sandbox.embedded.running()

@@ -110,3 +110,24 @@ def test_a_recorded_pid_reused_by_another_program_is_neither_running_nor_stopped
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_the_service_catalog_one_sandbox_built_is_reused_by_the_next(tmp_path: Path) -> None:
+    # GIVEN a sandbox folder where LocalStack built its service catalog on its first start
+    shared = tmp_path / "machine-cache"
+    first, second = tmp_path / "first", tmp_path / "second"
+    built = first / "var/lib/localstack/cache/service-catalog-4_14_0-1_42_54.dill"
+    built.parent.mkdir(parents=True)
+    built.write_bytes(b"index")
+    # WHEN the first sandbox has started, and a second is about to start in another folder
+    launcher.keep_service_catalog(first, shared)
+    launcher.reuse_service_catalog(second, shared)
+    # THEN the second has it where LocalStack looks before building one
+    static = second / "usr/lib/localstack/service-catalog-4_14_0-1_42_54.dill"
+    assert static.read_bytes() == b"index"
+    assert [p.name for p in shared.iterdir()] == [built.name]  # no partial copy left
+
+
+def test_no_service_catalog_kept_yet_means_none_copied(tmp_path: Path) -> None:
+    launcher.reuse_service_catalog(tmp_path / "root", tmp_path / "empty-cache")
+    assert not (tmp_path / "root").exists()
