@@ -19,7 +19,7 @@ import pytest
 from sandbox import observe, pattern_lock
 from sandbox.aws import Aws
 from sandbox.harness import await_value, unique_name
-from sandbox.patterns import catalogue, find, longest_first
+from sandbox.patterns import catalogue, find, side_by_side
 from sandbox.provision import Queue
 from tests.faults.conftest import Accounting
 
@@ -104,6 +104,12 @@ class Mapping:
     queue: Queue
     dlq: Queue
     max_receive_count: int
+    visibility_timeout: int
+
+    @property
+    def poison_s(self) -> int:
+        """How long its poison takes to reach the DLQ: a visibility timeout per receive."""
+        return self.max_receive_count * self.visibility_timeout
 
 
 def queue_driven_mappings(aws: Aws) -> list[Mapping]:
@@ -120,8 +126,10 @@ def queue_driven_mappings(aws: Aws) -> list[Mapping]:
         if ":sqs:" not in source or pattern is None:
             continue  # a stream mapping, or a fault's own
         url = sqs.get_queue_url(QueueName=source.split(":")[-1])["QueueUrl"]
-        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
-        redrive = json.loads(attributes["Attributes"].get("RedrivePolicy", "null"))
+        attributes = sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+        )["Attributes"]
+        redrive = json.loads(attributes.get("RedrivePolicy", "null"))
         if redrive is None:
             continue
         dlq_name = redrive["deadLetterTargetArn"].split(":")[-1]
@@ -131,6 +139,7 @@ def queue_driven_mappings(aws: Aws) -> list[Mapping]:
                 Queue(source.split(":")[-1], url, source),
                 Queue(dlq_name, sqs.get_queue_url(QueueName=dlq_name)["QueueUrl"], ""),
                 int(redrive["maxReceiveCount"]),
+                int(attributes["VisibilityTimeout"]),
             )
         )
     return found
@@ -145,11 +154,18 @@ def test_a_poison_message_in_each_queue_driven_pattern(aws: Aws, sandbox, accoun
     by_pattern: dict[str, list[Mapping]] = {}
     for mapping in mappings:
         by_pattern.setdefault(mapping.pattern, []).append(mapping)
-    # The patterns whose scenarios run last (the longest run first) are poisoned first.
-    order = [p.slug for p in reversed(longest_first(catalogue())) if p.slug in by_pattern]
-    with ThreadPoolExecutor(AT_ONCE) as pool:
-        found = pool.map(lambda slug: poison_pattern(aws, slug, by_pattern[slug], run), order)
-        outcomes = [outcome for pattern_outcomes in found for outcome in pattern_outcomes]
+    # The longest poisons first, so the last to end ends soonest; a pattern a scenario holds
+    # waits while others are free (`make test` runs the scenarios meanwhile).
+    order = sorted(
+        by_pattern, key=lambda slug: max(m.poison_s for m in by_pattern[slug]), reverse=True
+    )
+    runs = side_by_side(
+        [find(slug) for slug in order],
+        lambda pattern: poison_pattern(aws, pattern.slug, by_pattern[pattern.slug], run),
+        AT_ONCE,
+        free=lambda pattern: pattern_lock.free(aws.endpoint_url, pattern.slug),
+    )
+    outcomes = [outcome for slug in order for outcome in runs[slug].result()]
     accounting.messages_in = sum(row.messages_in for row, _ in outcomes)
     accounting.processed = sum(row.processed for row, _ in outcomes)
     accounting.dead_lettered = sum(row.dead_lettered for row, _ in outcomes)
