@@ -200,13 +200,15 @@ class EmbeddedSandbox:
         except Exception:
             self.stop()
             raise
-        keep_service_catalog(self.root)
+        keep_service_catalog(self.root)  # one built before, in this folder
         return state
 
     def stop(self, grace: float = 10) -> int:
-        """Stop this sandbox and everything it started; return how many processes ended."""
+        """Stop this sandbox and everything it started; return how many processes ended.
+        Its service catalog, if it built one (on its first AWS request), is kept."""
         state = self._recorded()
         if state is None:
+            keep_service_catalog(self.root)
             return 0
         # LocalStack stops its own children (Lambda processes, DynamoDB Local) on SIGTERM;
         # whatever is left after the grace period is killed. Processes are remembered up
@@ -222,6 +224,7 @@ class EmbeddedSandbox:
             _signal(process, signal.SIGKILL)
         _wait_until_gone(ours, state.instance, grace)
         self.state_file.unlink(missing_ok=True)
+        keep_service_catalog(self.root)
         return len(ours)
 
     def _recorded(self) -> Running | None:
@@ -231,25 +234,26 @@ class EmbeddedSandbox:
             return None
 
 
-# LocalStack indexes botocore's service specs on its first start in a folder (its service
-# catalog: ~2.7 s of one core, and ~300 MB of resident memory it never gives back), then
-# reads the index from that folder's cache. The first sandbox's index is kept in the
-# machine's cache, and every other folder (the benchmark's, the tests') gets a copy where
-# LocalStack looks first (its static libraries): built once per LocalStack and botocore
-# version, which the file's name carries.
+# LocalStack indexes botocore's service specs at the first AWS request in a folder (its
+# service catalog: ~2.7 s of one core, and ~300 MB of resident memory it never gives back),
+# then reads the index from that folder's cache. The first sandbox's index is kept in the
+# machine's cache (as it starts, or stops, once it has one), and every other folder (the
+# benchmark's, the tests') gets a copy where LocalStack looks first (its static libraries):
+# built once per LocalStack and botocore version, which the file's name carries.
 SERVICE_CATALOG = "service-catalog-*.dill"
 SHARED_CATALOG_DIR = settings.CACHE_DIR / "localstack"
 
 
-def reuse_service_catalog(root: Path, shared: Path = SHARED_CATALOG_DIR) -> None:
+def reuse_service_catalog(root: Path, shared: Path | None = None) -> None:
     static_libs = root / "usr" / "lib" / "localstack"
-    for index in shared.glob(SERVICE_CATALOG):
+    for index in (shared or SHARED_CATALOG_DIR).glob(SERVICE_CATALOG):
         if not (static_libs / index.name).exists():
             static_libs.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(index, static_libs / index.name)
 
 
-def keep_service_catalog(root: Path, shared: Path = SHARED_CATALOG_DIR) -> None:
+def keep_service_catalog(root: Path, shared: Path | None = None) -> None:
+    shared = shared or SHARED_CATALOG_DIR
     for index in (root / "var" / "lib" / "localstack" / "cache").glob(SERVICE_CATALOG):
         if not (shared / index.name).exists():
             shared.mkdir(parents=True, exist_ok=True)

@@ -183,6 +183,31 @@ def test_stop_leaves_none_of_its_processes_behind(own_sandbox: EmbeddedSandbox) 
     assert not port_in_use(own_sandbox.port)
 
 
+@needs_embedded
+def test_the_service_catalog_one_sandbox_built_serves_the_next(
+    own_sandbox: EmbeddedSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """LocalStack indexes the AWS services at a folder's first request (~2.7 s of a core, and
+    memory it keeps); a sandbox in another folder must load that index, not build its own."""
+    monkeypatch.setattr(launcher, "SHARED_CATALOG_DIR", tmp_path / "machine-cache")
+    built = "var/lib/localstack/cache"
+    # GIVEN a sandbox that answered a request (so built its index), then stopped
+    own_sandbox.start(timeout=START_TIMEOUT_S)
+    Aws(f"http://127.0.0.1:{own_sandbox.port}").client("sqs").list_queues()
+    own_sandbox.stop()
+    assert list((own_sandbox.root / built).glob(launcher.SERVICE_CATALOG))
+    # WHEN a sandbox in another folder starts and answers a request
+    second = EmbeddedSandbox(free_port(), tmp_path / "second")
+    try:
+        second.start(timeout=START_TIMEOUT_S)
+        Aws(f"http://127.0.0.1:{second.port}").client("sqs").list_queues()
+    finally:
+        second.stop()
+    # THEN it loaded the kept index, and built none
+    assert list((second.root / "usr/lib/localstack").glob(launcher.SERVICE_CATALOG))
+    assert not list((second.root / built).glob(launcher.SERVICE_CATALOG))
+
+
 def test_a_port_held_by_something_else_is_refused(tmp_path: Path) -> None:
     """Something that is not ours listens on the port: start() says so, and starts nothing."""
     # GIVEN a plain socket listening on a free port
