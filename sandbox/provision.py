@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import platform
 import re
 import shutil
@@ -243,9 +244,10 @@ def _package(folder: Path) -> tuple[bytes, str]:
             else:
                 code = _zip(folder, files, deps)
                 cached.parent.mkdir(parents=True, exist_ok=True)
-                partial = cached.with_suffix(".partial")
+                # Its own partial file: every sandbox of the checkout shares the folder.
+                partial = cached.with_suffix(f".{os.getpid()}.partial")
                 partial.write_bytes(code)
-                partial.rename(cached)
+                partial.replace(cached)
             _packages[key] = (code, base64.b64encode(hashlib.sha256(code).digest()).decode())
         return _packages[key]
 
