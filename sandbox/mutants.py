@@ -144,7 +144,7 @@ def project_files(root: Path = ROOT) -> list[str]:
 
 
 def scratch_copy(destination: Path, root: Path = ROOT) -> None:
-    """Copy the project to `destination`, with its own state directory (so zips are built
+    """Copy the project to `destination`, with its own build folder (so functions are built
     from the copy's code) sharing only the vendored handler dependencies, which depend on
     requirements files and constraints.txt alone and take long to install."""
     for name in project_files(root):

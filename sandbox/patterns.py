@@ -199,7 +199,7 @@ def side_by_side[T](
                 future.set_exception(error)
 
     for number in range(max(1, min(jobs, len(waiting)))):
-        threading.Thread(target=lane, name=f"scenario-lane-{number}", daemon=True).start()
+        threading.Thread(target=lane, name=f"lane-{number}", daemon=True).start()
     return futures
 
 

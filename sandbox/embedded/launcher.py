@@ -200,15 +200,20 @@ class EmbeddedSandbox:
         except Exception:
             self.stop()
             raise
-        keep_service_catalog(self.root)  # one built before, in this folder
         return state
 
     def stop(self, grace: float = 10) -> int:
         """Stop this sandbox and everything it started; return how many processes ended.
-        Its service catalog, if it built one (on its first AWS request), is kept."""
+        Its service catalog, if it built one (at its first AWS request), is kept: `start`
+        stops first too, so a folder's index from an earlier run is kept then."""
+        try:
+            return self._stop(grace)
+        finally:
+            keep_service_catalog(self.root)
+
+    def _stop(self, grace: float) -> int:
         state = self._recorded()
         if state is None:
-            keep_service_catalog(self.root)
             return 0
         # LocalStack stops its own children (Lambda processes, DynamoDB Local) on SIGTERM;
         # whatever is left after the grace period is killed. Processes are remembered up
@@ -224,7 +229,6 @@ class EmbeddedSandbox:
             _signal(process, signal.SIGKILL)
         _wait_until_gone(ours, state.instance, grace)
         self.state_file.unlink(missing_ok=True)
-        keep_service_catalog(self.root)
         return len(ours)
 
     def _recorded(self) -> Running | None:
@@ -237,29 +241,29 @@ class EmbeddedSandbox:
 # LocalStack indexes botocore's service specs at the first AWS request in a folder (its
 # service catalog: ~2.7 s of one core, and ~300 MB of resident memory it never gives back),
 # then reads the index from that folder's cache. The first sandbox's index is kept in the
-# machine's cache (as it starts, or stops, once it has one), and every other folder (the
+# machine's cache (when it stops, once it has one), and every other folder (the
 # benchmark's, the tests') gets a copy where LocalStack looks first (its static libraries):
 # built once per LocalStack and botocore version, which the file's name carries.
 SERVICE_CATALOG = "service-catalog-*.dill"
 SHARED_CATALOG_DIR = settings.CACHE_DIR / "localstack"
 
 
-def reuse_service_catalog(root: Path, shared: Path | None = None) -> None:
+def reuse_service_catalog(root: Path) -> None:
     static_libs = root / "usr" / "lib" / "localstack"
-    for index in (shared or SHARED_CATALOG_DIR).glob(SERVICE_CATALOG):
+    for index in SHARED_CATALOG_DIR.glob(SERVICE_CATALOG):
         if not (static_libs / index.name).exists():
             static_libs.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(index, static_libs / index.name)
 
 
-def keep_service_catalog(root: Path, shared: Path | None = None) -> None:
-    shared = shared or SHARED_CATALOG_DIR
+def keep_service_catalog(root: Path) -> None:
     for index in (root / "var" / "lib" / "localstack" / "cache").glob(SERVICE_CATALOG):
-        if not (shared / index.name).exists():
-            shared.mkdir(parents=True, exist_ok=True)
-            partial = shared / f"{index.name}.{os.getpid()}.part"
+        kept = SHARED_CATALOG_DIR / index.name
+        if not kept.exists():
+            SHARED_CATALOG_DIR.mkdir(parents=True, exist_ok=True)
+            partial = kept.with_name(f"{index.name}.{os.getpid()}.part")
             shutil.copyfile(index, partial)
-            partial.replace(shared / index.name)  # whole or not at all, for a start beside us
+            partial.replace(kept)  # whole or not at all, for a start beside us
 
 
 def processes_of(instance: str) -> list[int]:

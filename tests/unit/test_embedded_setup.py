@@ -112,22 +112,28 @@ def test_a_recorded_pid_reused_by_another_program_is_neither_running_nor_stopped
         stranger.wait()
 
 
-def test_the_service_catalog_one_sandbox_built_is_reused_by_the_next(tmp_path: Path) -> None:
-    # GIVEN a sandbox folder where LocalStack built its service catalog on its first start
+def test_the_service_catalog_one_sandbox_built_is_reused_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN a sandbox folder where LocalStack built its service catalog
     shared = tmp_path / "machine-cache"
+    monkeypatch.setattr(launcher, "SHARED_CATALOG_DIR", shared)
     first, second = tmp_path / "first", tmp_path / "second"
     built = first / "var/lib/localstack/cache/service-catalog-4_14_0-1_42_54.dill"
     built.parent.mkdir(parents=True)
     built.write_bytes(b"index")
     # WHEN the first sandbox has started, and a second is about to start in another folder
-    launcher.keep_service_catalog(first, shared)
-    launcher.reuse_service_catalog(second, shared)
+    launcher.keep_service_catalog(first)
+    launcher.reuse_service_catalog(second)
     # THEN the second has it where LocalStack looks before building one
     static = second / "usr/lib/localstack/service-catalog-4_14_0-1_42_54.dill"
     assert static.read_bytes() == b"index"
     assert [p.name for p in shared.iterdir()] == [built.name]  # no partial copy left
 
 
-def test_no_service_catalog_kept_yet_means_none_copied(tmp_path: Path) -> None:
-    launcher.reuse_service_catalog(tmp_path / "root", tmp_path / "empty-cache")
+def test_no_service_catalog_kept_yet_means_none_copied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(launcher, "SHARED_CATALOG_DIR", tmp_path / "empty-cache")
+    launcher.reuse_service_catalog(tmp_path / "root")
     assert not (tmp_path / "root").exists()
